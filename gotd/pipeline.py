@@ -1,0 +1,109 @@
+"""The selection job end to end: texts in, chunks, embeddings, a ranked selection, files out.
+
+The command line and the notebooks call these functions; each step is also usable on its own
+(:mod:`gotd.data`, :mod:`gotd.embed`, :mod:`gotd.selectors`, :mod:`gotd.selection`).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gotd.data import chunk_documents, deduplicate, pack_targets, read_texts
+from gotd.embed import Encoder
+from gotd.selection import Selection, save_selection
+from gotd.selectors import run_selector
+
+TEXT_METHODS = frozenset({"dsir"})
+"""Selectors that work on raw text instead of embeddings."""
+
+NO_INPUT_METHODS = frozenset({"random"})
+"""Selectors that need neither text features nor embeddings."""
+
+PROGRESS_METHODS = frozenset({"gotd", "gotd_contrast", "dsir"})
+"""Selectors with a progress bar of their own."""
+
+
+def default_cache_dir() -> Path:
+    """Embedding cache folder: ``$GOTD_CACHE_DIR``, else ``$XDG_CACHE_HOME/gotd`` or ``~/.cache/gotd``."""
+    if os.environ.get("GOTD_CACHE_DIR"):
+        return Path(os.environ["GOTD_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "gotd" / "embeddings"
+
+
+def prepare_pool(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,
+                 dedup: bool = False, drop_empty: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Read the candidate pool and split its documents into chunks of at most ``chunk_chars`` characters.
+
+    ``chunk_chars=None`` keeps documents whole. The result keeps ``doc_id`` and the character offsets of
+    every chunk, so a selection can be traced back to its source document.
+    """
+    docs = read_texts(source, text_field=text_field, drop_empty=drop_empty)
+    if dedup:
+        docs = deduplicate(docs)
+    if chunk_chars is None:
+        return docs.reset_index(drop=True)
+    return chunk_documents(docs, chunk_chars=chunk_chars, progress=progress).reset_index(drop=True)
+
+
+def prepare_target(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,
+                   drop_empty: bool = False) -> pd.DataFrame:
+    """Read the target samples and pack short ones together up to ``chunk_chars`` characters (as the paper).
+
+    ``chunk_chars=None`` keeps one row per sample.
+    """
+    samples = read_texts(source, text_field=text_field, drop_empty=drop_empty)
+    if chunk_chars is None:
+        return samples.reset_index(drop=True)
+    return pack_targets(samples, chunk_chars=chunk_chars).reset_index(drop=True)
+
+
+def embed_frames(frames: Sequence[pd.DataFrame], *, encoder: Encoder, cache_dir: str | os.PathLike[str] | None,
+                 progress: bool = True) -> list[np.ndarray]:
+    """Embed the ``text`` column of each frame with one encoder (cached on disk when ``cache_dir`` is set)."""
+    return [encoder.encode(frame["text"].tolist(), cache_dir=cache_dir, progress=progress) for frame in frames]
+
+
+def select_texts(
+    pool: pd.DataFrame,
+    target: pd.DataFrame,
+    budget: int,
+    *,
+    method: str = "gotd",
+    seed: int = 0,
+    encoder: Encoder | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    **method_options: Any,
+) -> tuple[Selection, dict[str, Any]]:
+    """Run one selector on prepared pool and target frames (see :func:`prepare_pool`).
+
+    Embedding methods embed both frames with ``encoder`` (default: the bundled MiniLM); ``dsir`` works on
+    the texts; ``random`` needs neither. Returns the selection and the encoder settings (empty for the
+    methods that use none) for the selection's record.
+    """
+    if method in TEXT_METHODS:
+        inputs = (pool["text"].tolist(), target["text"].tolist())
+        settings: dict[str, Any] = {}
+    elif method in NO_INPUT_METHODS:
+        inputs = (np.zeros((len(pool), 1)), np.zeros((len(target), 1)))
+        settings = {}
+    else:
+        encoder = encoder or Encoder()
+        inputs = tuple(embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir, progress=progress))
+        settings = encoder.settings()
+    if method in PROGRESS_METHODS:
+        method_options.setdefault("progress", progress)
+    selection = run_selector(inputs[0], inputs[1], budget, method=method, seed=seed, **method_options)
+    return selection, settings
+
+
+def write_selection(selection: Selection, pool: pd.DataFrame, out: str | os.PathLike[str], *,
+                    encoder_settings: dict[str, Any], inputs: dict[str, Any]) -> Path:
+    """Save the selected records and the JSON sidecar (method, parameters, diagnostics, inputs, versions)."""
+    return save_selection(selection, out, records=pool, extra={"encoder": encoder_settings, "inputs": inputs})
