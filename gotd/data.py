@@ -113,7 +113,8 @@ def read_texts(
     if len(frame) == 0:
         raise GotdInputError(f"no texts in {label}; give a source with at least one row")
     columns = [str(c) for c in frame.columns]
-    _require_fields(label, columns, [text_field], "text_field", "--text-field")
+    _require_fields(label, columns, [text_field], "text_field",
+                    "--pool-field/--target-field of gotd select, --field of gotd embed")
     id_column = _resolve_id_column(label, columns, text_field, id_field)
     carried = _resolve_carried(label, columns, text_field, id_column, keep_fields)
 
@@ -293,17 +294,18 @@ def _arrays_to_lists(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _require_fields(label: str, columns: Sequence[str], wanted: Iterable[str], arg: str,
-                    flag: str) -> None:
+                    flag: str | None = None) -> None:
+    hint = f" ({flag})" if flag else ""
     for field in wanted:
         if field not in columns:
             raise GotdInputError(f"{label}: field '{field}' not found; available fields: "
-                                 f"{', '.join(columns)}; pass {arg}=<one of them> ({flag})")
+                                 f"{', '.join(columns)}; pass {arg}=<one of them>{hint}")
 
 
 def _resolve_id_column(label: str, columns: Sequence[str], text_field: str,
                        id_field: str | None) -> str | None:
     if id_field is not None:
-        _require_fields(label, columns, [id_field], "id_field", "--id-field")
+        _require_fields(label, columns, [id_field], "id_field")
         return id_field
     return "id" if "id" in columns and text_field != "id" else None
 
@@ -313,7 +315,7 @@ def _resolve_carried(label: str, columns: Sequence[str], text_field: str, id_col
     if keep_fields is None:
         return [c for c in columns if c not in (text_field, id_column, *_RESERVED)]
     keep_fields = list(keep_fields)
-    _require_fields(label, columns, keep_fields, "keep_fields", "--keep-fields")
+    _require_fields(label, columns, keep_fields, "keep_fields")
     clash = [f for f in keep_fields if f in _RESERVED]
     if clash:
         raise GotdInputError(f"{label}: keep_fields {clash} clash with the output columns 'id' and "
@@ -538,7 +540,7 @@ def deduplicate(df: pd.DataFrame, *, field: str = "text", normalize_whitespace: 
     pandas.DataFrame
         The kept rows with a fresh index; ``attrs["duplicates_removed"]`` is the number dropped.
     """
-    _require_fields("DataFrame", [str(c) for c in df.columns], [field], "field", "--field")
+    _require_fields("DataFrame", [str(c) for c in df.columns], [field], "field")
     values = df[field].tolist()
     not_text = [i for i, v in enumerate(values) if not isinstance(v, str)]
     if not_text:
