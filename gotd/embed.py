@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd.data import texts_fingerprint
 from gotd.errors import GotdInputError
 
 logger = logging.getLogger(__name__)
@@ -296,17 +297,6 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
             stacklevel=3,
         )
     return texts
-
-
-def texts_fingerprint(texts: Sequence[str]) -> str:
-    """SHA-256 over the texts in order (each UTF-8 encoded, length-prefixed so boundaries count)."""
-    digest = hashlib.sha256()
-    digest.update(len(texts).to_bytes(8, "little"))
-    for text in texts:
-        data = text.encode("utf-8", errors="surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
 
 
 KEY_SETTINGS = ("model_fingerprint", "pooling", "normalize", "max_length", "dtype")
@@ -691,6 +681,7 @@ class Encoder:
                 self._update_manifest(folder, manifest, done)
         if not manifest["complete"] or len(done) != manifest["n_shards"]:
             self._update_manifest(folder, manifest, done)
+        logger.info("embeddings of %d texts in %s (%d read from the cache)", len(texts), folder, n_cached)
         return out, manifest["n_truncated"], n_cached
 
     @staticmethod
