@@ -245,7 +245,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "list":
         print(assets.list_datasets(data_dir=args.data_dir).to_string(index=False))
         return 0
-    names = list(assets.REGISTRY) if args.all else args.names
+    names = list(assets.RECIPES) if args.all else args.names
     if not names:
         raise GotdInputError("name the data sets to fetch (see gotd data list) or pass --all")
     for name in names:

@@ -45,9 +45,9 @@ def run_demo(
     from gotd import assets
 
     out = Path(out_dir)
-    for name in (*assets.DEMO_POOL, DEMO_TARGET):
-        assets.fetch(name, data_dir=data_dir)
-    pool = prepare_pool(assets.build_demo_pool(data_dir=data_dir), chunk_chars=chunk_chars, progress=progress)
+    assets.fetch(DEMO_TARGET, data_dir=data_dir)
+    pool = prepare_pool(assets.build_demo_pool(data_dir=data_dir, fetch_missing=True), chunk_chars=chunk_chars,
+                        progress=progress)
     target = prepare_target(assets.load(DEMO_TARGET, data_dir=data_dir, split="train"), chunk_chars=chunk_chars)
     encoder = encoder or Encoder()
     if any(m not in TEXT_METHODS | NO_INPUT_METHODS for m in methods):
