@@ -14,7 +14,8 @@ import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic, write_text_atomic
 from gotd.embed import Encoder
-from gotd.pipeline import TEXT_METHODS, NO_INPUT_METHODS, embed_frames, prepare_pool, prepare_target
+from gotd.pipeline import (NO_INPUT_METHODS, PROGRESS_METHODS, TEXT_METHODS, embed_frames, prepare_pool,
+                           prepare_target)
 from gotd.selection import save_selection
 from gotd.selectors import run_selector
 
@@ -58,7 +59,7 @@ def run_demo(
             inputs = (pool["text"].tolist(), target["text"].tolist())
         else:
             inputs = (pool_emb, target_emb)
-        options: dict[str, Any] = {"progress": progress} if method in ("gotd", "dsir") else {}
+        options: dict[str, Any] = {"progress": progress} if method in PROGRESS_METHODS else {}
         selection = run_selector(inputs[0], inputs[1], budget, method=method, seed=seed, **options)
         save_selection(selection, out / f"{method}.jsonl", records=pool,
                        extra={"encoder": encoder.settings(), "pool_rows": len(pool), "target_rows": len(target),

@@ -24,7 +24,7 @@ TEXT_METHODS = frozenset({"dsir"})
 NO_INPUT_METHODS = frozenset({"random"})
 """Selectors that need neither text features nor embeddings."""
 
-PROGRESS_METHODS = frozenset({"gotd", "gotd_contrast", "dsir"})
+PROGRESS_METHODS = frozenset({"gotd", "gotd_contrast", "dsir", "knn", "matching"})
 """Selectors with a progress bar of their own."""
 
 

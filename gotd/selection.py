@@ -10,10 +10,8 @@ On disk a selection is two files written atomically: the selected rows (``.jsonl
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd.data import texts_fingerprint
 from gotd.errors import GotdInputError
 
 SCORE_ORDERS = ("lower_is_better", "higher_is_better")
@@ -151,13 +150,14 @@ class Selection:
 
     def _picked_records(self, records: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(records, pd.DataFrame):
-            raise GotdInputError(f"records must be a pandas DataFrame row-aligned with the pool, got {type(records).__name__}")
+            raise GotdInputError("records must be a pandas DataFrame row-aligned with the pool, "
+                                 f"got {type(records).__name__}")
         if self.n_pool is not None and len(records) != self.n_pool:
             raise GotdInputError(f"records has {len(records)} rows but the pool had {self.n_pool}; pass the pool's own "
                                  "records, row-aligned with the embeddings the selector saw")
         if self.indices.size and self.indices.max() >= len(records):
-            raise GotdInputError(f"records has {len(records)} rows but the selection uses row {int(self.indices.max())}; "
-                                 "pass the pool's own records")
+            raise GotdInputError(f"records has {len(records)} rows but the selection uses row "
+                                 f"{int(self.indices.max())}; pass the pool's own records")
         clash = [c for c in _RESERVED_COLUMNS if c in records.columns]
         if clash:
             raise GotdInputError(f"records has column(s) {clash}, which the selection table uses itself; rename them "
@@ -174,19 +174,6 @@ def sidecar_path(path: str | Path) -> Path:
     """Path of the metadata sidecar of a selection file: ``<path>.json``."""
     path = Path(path)
     return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
-def texts_fingerprint(texts: Iterable[str]) -> str:
-    """SHA-256 over the texts in order, each prefixed by its UTF-8 byte length (8 bytes, little-endian).
-
-    The length prefix makes the fingerprint unambiguous: ``["ab", "c"]`` and ``["a", "bc"]`` differ.
-    """
-    digest = hashlib.sha256()
-    for text in texts:
-        data = str(text).encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
 
 
 def save_selection(selection: Selection, path: str | Path, *, records: pd.DataFrame | None = None,

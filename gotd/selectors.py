@@ -170,7 +170,8 @@ def _check_embeddings(x: Any, name: str) -> np.ndarray | torch.Tensor:
         if a.dtype.kind != "f":
             a = a.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise GotdInputError(f"{name}: expected a numeric (rows, features) array, got {type(x).__name__} ({exc})") from None
+        raise GotdInputError(f"{name}: expected a numeric (rows, features) array, "
+                             f"got {type(x).__name__} ({exc})") from None
     _check_matrix_shape(a.shape, name)
     finite = np.isfinite(a).all(axis=1)
     if not finite.all():
@@ -546,7 +547,8 @@ def select_dsir(pool: Sequence[str], target: Sequence[str], budget: int, *, seed
     num_buckets = _check_positive_int(num_buckets, "num_buckets")
     ngrams = _check_positive_int(ngrams, "ngrams")
     if not (isinstance(smoothing, (int, float)) and math.isfinite(smoothing) and smoothing > 0):
-        raise GotdInputError(f"smoothing must be a finite number > 0 (additive smoothing of the bucket counts), got {smoothing!r}")
+        raise GotdInputError("smoothing must be a finite number > 0 (additive smoothing of the bucket counts), "
+                             f"got {smoothing!r}")
     log_w = dsir_log_weights(texts, target_texts, num_buckets=num_buckets, ngrams=ngrams,
                              smoothing=float(smoothing), progress=progress)
     keys = log_w + np.random.default_rng(seed).gumbel(size=log_w.size) if gumbel else log_w
@@ -691,16 +693,29 @@ def _neighbour_options(device: Any, dtype: str, max_block_elements: int) -> dict
     return {"device": None if device is None else str(device), "dtype": dtype, "max_block_elements": max_block_elements}
 
 
+def _round_robin_order(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten (m, k) neighbour lists round by round (rank 1 of every target, then rank 2...).
+
+    Within a round, pairs are ordered by distance, then by target row.
+    """
+    m, k = idx.shape
+    rounds = np.repeat(np.arange(k), m)
+    targets = np.tile(np.arange(m), k)
+    d, i = dist.T.reshape(-1), idx.T.reshape(-1)
+    order = np.lexsort((targets, d, rounds))
+    return i[order], d[order]
+
+
 def select_knn(pool: Any, target: Any, budget: int, *, seed: int = 0, neighbours: int | None = None,
                device: str | torch.device | None = None, dtype: str = "float64",
                max_block_elements: int = _BLOCK_ELEMENTS, progress: bool = False) -> Selection:
     """Nearest neighbours of the targets, round-robin (curated TAPT, Gururangan et al. 2020).
 
-    Every target row gets its pool candidates sorted by squared Euclidean distance. The selection takes
-    the nearest candidate of target 0, 1, ..., m-1, then the second nearest of each, and so on, skipping
-    candidates already taken, until ``budget`` rows are chosen. Targets take turns in row order:
-    when ``budget < m`` only the first targets get a neighbour, so shuffle the target rows beforehand if
-    their order carries meaning.
+    Every target row gets its pool candidates sorted by squared Euclidean distance. Round 1 takes the
+    nearest candidate of every target, round 2 the second nearest of every target, and so on, skipping
+    candidates already taken, until ``budget`` rows are chosen. Within a round the closer pairs go first
+    (ties by target row), so when ``budget < m`` the targets with the closest candidates are served
+    and the result does not depend on the order of the target rows.
 
     Parameters
     ----------
@@ -730,13 +745,12 @@ def select_knn(pool: Any, target: Any, budget: int, *, seed: int = 0, neighbours
     while True:
         dist, idx = nearest_neighbours(y, x, k, device=device, dtype=dtype, max_block_elements=max_block_elements,
                                        progress=progress)
-        # Round-major order: every target's rank-1 neighbour, then every rank-2 neighbour, ...
-        flat_idx, flat_dist = idx.T.reshape(-1), dist.T.reshape(-1)
+        flat_idx, flat_dist = _round_robin_order(dist, idx)
         _, first = np.unique(flat_idx, return_index=True)
         if first.size >= budget or k == n:
             break
         k, recomputed = min(n, 2 * k), recomputed + 1
-    taken = np.sort(first)[:budget]
+    taken = np.sort(first)[:budget]  # first claim of each candidate, in claiming order
     params = {"budget": budget, "seed": seed, "neighbours": initial_k,
               **_neighbour_options(device, dtype, max_block_elements)}
     diagnostics = {"neighbours_per_target": k, "recomputed": recomputed, "rounds": int(taken[-1] // m) + 1,

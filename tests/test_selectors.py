@@ -1,0 +1,464 @@
+"""Tests of the selectors (gotd.selectors) and the selection record (gotd.selection)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gotd.errors import GotdInputError
+from gotd.selection import Selection, load_selection, save_selection, sidecar_path, texts_fingerprint
+from gotd.selectors import (
+    SELECTORS,
+    available_methods,
+    dsir_log_weights,
+    nearest_neighbours,
+    run_selector,
+    select,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDING_METHODS = ["gotd", "gotd_contrast", "knn", "matching", "random"]
+
+
+def two_clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool 90% cluster A / 10% cluster B; target 50/50. Returns pool (1000, 2), target (200, 2), is_b."""
+    rng = np.random.default_rng(seed)
+    a, b = np.array([0.0, 0.0]), np.array([4.0, 0.0])
+    pool = np.vstack([rng.normal(a, 0.5, (900, 2)), rng.normal(b, 0.5, (100, 2))])
+    target = np.vstack([rng.normal(a, 0.5, (100, 2)), rng.normal(b, 0.5, (100, 2))])
+    is_b = np.r_[np.zeros(900, bool), np.ones(100, bool)]
+    return pool, target, is_b
+
+
+@pytest.fixture
+def small() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(300, 5)), rng.normal(size=(40, 5)) + 0.5
+
+
+def brute_sq_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the paper's claim on a known answer
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_gotd_selects_the_under_represented_cluster_and_matching_does_not():
+    pool, target, is_b = two_clusters(0)
+    budget = 100  # 10% of the pool
+    gotd_b = is_b[select(pool, target, budget, method="gotd")].mean()
+    matching_b = is_b[select(pool, target, budget, method="matching")].mean()
+    # Measured: gotd 1.00 and matching 0.07 on this seed (matching 0.07-0.18 over seeds 0-4).
+    assert gotd_b >= 0.95
+    assert matching_b <= 0.30
+
+
+def test_gotd_record_has_calibrated_gradients_and_solver_diagnostics():
+    pool, target, _ = two_clusters(1)
+    sel = run_selector(pool, target, 50, method="gotd", eps_rel=0.05)
+    assert sel.score_order == "lower_is_better" and sel.score_name == "calibrated_gradient"
+    assert sel.all_scores.shape == (1000,)
+    # calibrated gradients are centred: sum_j (f_j - mean f) * n/(n-1) = 0
+    assert abs(sel.all_scores.sum()) < 1e-6 * np.abs(sel.all_scores).sum()
+    np.testing.assert_array_equal(sel.indices, np.argsort(sel.all_scores, kind="stable")[:50])
+    assert np.all(np.diff(sel.scores) >= 0)
+    assert sel.diagnostics["converged"] and sel.diagnostics["eps_rel"] == pytest.approx(0.05)
+    assert sel.params["eps_rel"] == 0.05 and sel.params["budget"] == 50 and "tol" in sel.params
+
+
+def test_gotd_contrast_moves_away_from_the_negative_set():
+    pool, _, is_b = two_clusters(2)
+    rng = np.random.default_rng(3)
+    negative = rng.normal([4.0, 0.0], 0.5, (100, 2))  # the negative set is cluster B
+    sel = run_selector(pool, negative, 100, method="gotd_contrast")
+    assert sel.score_order == "higher_is_better"
+    assert is_b[sel.indices].mean() == 0.0
+    # the most positive gradients are selected, and they are the far side of cluster A
+    np.testing.assert_array_equal(sel.indices, np.argsort(-sel.all_scores, kind="stable")[:100])
+    assert pool[sel.indices, 0].mean() < pool[~is_b, 0].mean()
+
+
+def test_gotd_contrast_with_positive_set_combines_both():
+    pool, target, is_b = two_clusters(3)
+    rng = np.random.default_rng(4)
+    negative = rng.normal([0.0, 0.0], 0.5, (100, 2))  # avoid A, move toward the target
+    sel = run_selector(pool, negative, 50, method="gotd_contrast", positive=target)
+    assert set(sel.diagnostics) == {"negative", "positive"}
+    assert is_b[sel.indices].mean() >= 0.95
+    assert sel.params["positive"] == "<array shape (200, 2)>"
+
+
+def test_gotd_accepts_torch_and_float32_and_matches_numpy():
+    pool, target, _ = two_clusters(4)
+    from_numpy = select(pool, target, 30, method="gotd")
+    from_torch = select(torch.from_numpy(pool).float(), torch.from_numpy(target).float(), 30, method="gotd")
+    assert len(set(from_numpy) & set(from_torch)) >= 28
+
+
+def test_gotd_rejects_a_misspelt_ot_option():
+    pool, target, _ = two_clusters(0)
+    with pytest.raises(GotdInputError, match="'epz'.*eps_rel"):
+        select(pool, target, 10, method="gotd", epz=0.1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared contract: nested budgets, determinism, registry
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_registry_lists_every_method():
+    assert available_methods() == sorted(["gotd", "gotd_contrast", "random", "dsir", "knn", "matching"])
+    assert set(SELECTORS) == set(available_methods())
+
+
+@pytest.mark.parametrize("method", EMBEDDING_METHODS)
+def test_budgets_are_nested_and_indices_valid(small, method):
+    pool, target = small
+    big = run_selector(pool, target, 60, method=method, seed=3)
+    small_budget = run_selector(pool, target, 30, method=method, seed=3)
+    np.testing.assert_array_equal(small_budget.indices, big.indices[:30])
+    np.testing.assert_array_equal(big.top(30).indices, small_budget.indices)
+    np.testing.assert_array_equal(big.top(30).scores, small_budget.scores)
+    assert big.top(30).params["budget"] == 30
+    assert big.indices.dtype == np.int64 and len(set(big.indices.tolist())) == 60
+    assert big.indices.min() >= 0 and big.indices.max() < len(pool)
+
+
+@pytest.mark.parametrize("method", EMBEDDING_METHODS)
+def test_same_seed_same_selection(small, method):
+    pool, target = small
+    np.testing.assert_array_equal(select(pool, target, 25, method=method, seed=5),
+                                  select(pool, target, 25, method=method, seed=5))
+
+
+def test_random_is_a_seeded_permutation_prefix(small):
+    pool, target = small
+    a, b = select(pool, target, 50, method="random", seed=1), select(pool, target, 50, method="random", seed=2)
+    np.testing.assert_array_equal(a, np.random.default_rng(1).permutation(300)[:50])
+    assert len(set(a) & set(b)) < 30
+    assert run_selector(pool, target, 50, method="random").all_scores is None
+
+
+def test_budget_equal_to_pool_size_selects_everything(small):
+    pool, target = small
+    for method in ("knn", "matching", "gotd", "random"):
+        assert sorted(select(pool, target, 300, method=method).tolist()) == list(range(300))
+
+
+# ---------------------------------------------------------------------------------------------------
+# knn and matching
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_nearest_neighbours_is_exact_in_blocks_both_ways(small):
+    pool, target = small
+    full = brute_sq_distances(target, pool)
+    for block in (7, 50, 1 << 20):
+        dist, idx = nearest_neighbours(target, pool, 9, max_block_elements=block, device="cpu")
+        np.testing.assert_array_equal(idx, np.argsort(full, axis=1, kind="stable")[:, :9])
+        np.testing.assert_allclose(dist, np.sort(full, axis=1)[:, :9], atol=1e-10)
+        dist, idx = nearest_neighbours(pool, target, 4, max_block_elements=block, device="cpu")
+        np.testing.assert_array_equal(idx, np.argsort(full.T, axis=1, kind="stable")[:, :4])
+
+
+def test_nearest_neighbours_breaks_ties_by_lower_index():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(4, 3))
+    pool = np.repeat(points, 5, axis=0)[::-1].copy()  # 4 points, each 5 times
+    _, idx = nearest_neighbours(pool[:1], pool, 7, max_block_elements=6, device="cpu")
+    np.testing.assert_array_equal(idx[0, :5], np.arange(5))
+    assert idx[0, 5] < idx[0, 6]
+    # fewer neighbours than tied rows in one block: the lowest indices win
+    for block in (6, 1 << 20):
+        _, idx = nearest_neighbours(pool[:1], pool, 3, max_block_elements=block, device="cpu")
+        np.testing.assert_array_equal(idx[0], [0, 1, 2])
+        _, idx = nearest_neighbours(pool[7:8], pool, 3, max_block_elements=block, device="cpu")
+        np.testing.assert_array_equal(idx[0], [5, 6, 7])
+
+
+def test_knn_round_robin_takes_every_targets_nearest_first():
+    rng = np.random.default_rng(1)
+    target = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    pool = np.vstack([t + rng.normal(0, 1, (30, 2)) for t in target])
+    nearest = np.argsort(brute_sq_distances(target, pool), axis=1, kind="stable")
+    sel = run_selector(pool, target, 12, method="knn", neighbours=1)  # forces the neighbour lists to grow
+    assert set(sel.indices[:3].tolist()) == set(nearest[:, 0].tolist())
+    assert set(sel.indices[3:6].tolist()) == set(nearest[:, 1].tolist())
+    assert set(sel.indices.tolist()) == set(nearest[:, :4].ravel().tolist())
+    assert sel.diagnostics["rounds"] == 4 and sel.diagnostics["recomputed"] >= 1
+
+
+def test_knn_matches_a_plain_round_robin_with_collisions(small):
+    pool, target = small
+    dist = brute_sq_distances(target, pool)
+    order = np.argsort(dist, axis=1, kind="stable")
+    expected: list[int] = []
+    for rank in range(pool.shape[0]):
+        # within a round the closer (target, candidate) pairs go first
+        for t in sorted(range(len(target)), key=lambda t: (dist[t, order[t, rank]], t)):
+            if order[t, rank] not in expected and len(expected) < 150:
+                expected.append(int(order[t, rank]))
+        if len(expected) == 150:
+            break
+    np.testing.assert_array_equal(select(pool, target, 150, method="knn"), expected)
+    # the same with the target rows shuffled: the selection does not depend on their order
+    perm = np.random.default_rng(0).permutation(len(target))
+    np.testing.assert_array_equal(select(pool, target[perm], 150, method="knn"), expected)
+
+
+def test_matching_scores_are_mean_distance_to_nearest_targets(small):
+    pool, target = small
+    sel = run_selector(pool, target, 20, method="matching", k_neighbors=3, max_block_elements=64)
+    expected = np.sort(brute_sq_distances(pool, target), axis=1)[:, :3].mean(axis=1)
+    np.testing.assert_allclose(sel.all_scores, expected, rtol=1e-10)
+    np.testing.assert_array_equal(sel.indices, np.argsort(expected, kind="stable")[:20])
+    assert run_selector(pool, target, 5, method="matching").params["k_neighbors"] == 10
+
+
+# ---------------------------------------------------------------------------------------------------
+# dsir
+# ---------------------------------------------------------------------------------------------------
+
+def topic_corpus(seed: int = 0) -> tuple[list[str], list[str], np.ndarray]:
+    """Pool of 200 12-word texts, ~20% on "bio" words and the rest on "sport" words, both with shared
+    function words; target of 50 "bio" texts. Returns pool, target, is_bio."""
+    rng = np.random.default_rng(seed)
+    bio, sport = [f"bio{i}" for i in range(40)], [f"sport{i}" for i in range(40)]
+    common = [f"the{i}" for i in range(20)]
+
+    def text(vocabulary: list[str]) -> str:
+        return " ".join(rng.choice(vocabulary + common, size=12))
+
+    is_bio = rng.random(200) < 0.2
+    pool = [text(bio if b else sport) for b in is_bio]
+    return pool, [text(bio) for _ in range(50)], is_bio
+
+
+def test_dsir_prefers_texts_sharing_target_vocabulary():
+    pool, target, is_bio = topic_corpus()
+    assert is_bio.sum() == 37
+    sel = run_selector(pool, target, 30, method="dsir", gumbel=False)
+    # measured: every bio text outweighs every sport text by ~10 nats (-15.2 vs -25.0)
+    assert sel.all_scores[is_bio].min() > sel.all_scores[~is_bio].max() + 5
+    assert is_bio[sel.indices].mean() == 1.0
+    np.testing.assert_array_equal(sel.indices, np.argsort(-sel.all_scores, kind="stable")[:30])
+    for seed in range(3):  # Gumbel sampling favours them too (random would give ~0.19)
+        assert is_bio[select(pool, target, 30, method="dsir", seed=seed)].mean() >= 0.9
+
+
+def test_dsir_log_weights_match_the_formula():
+    pool = ["a b", "b c c", ""]
+    target = ["a a b"]
+    w = dsir_log_weights(pool, target, num_buckets=1 << 20, ngrams=1, smoothing=1.0)
+    buckets = 1 << 20
+    # unigram counts: pool a1 b2 c2 (total 5); target a2 b1 (total 3); smoothing 1 over 2^20 buckets
+    def log_p(count, total):
+        return np.log(count + 1) - np.log(total + buckets)
+    ratio = {t: log_p(ct, 3) - log_p(cp, 5) for t, ct, cp in (("a", 2, 1), ("b", 1, 2), ("c", 0, 2))}
+    np.testing.assert_allclose(w, [ratio["a"] + ratio["b"], ratio["b"] + 2 * ratio["c"], 0.0], rtol=1e-12)
+
+
+def test_dsir_is_deterministic_per_seed_and_seeds_differ():
+    pool, target, _ = topic_corpus()
+    a = run_selector(pool, target, 30, method="dsir", seed=1)
+    b = run_selector(pool, target, 30, method="dsir", seed=1)
+    c = run_selector(pool, target, 30, method="dsir", seed=2)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+    np.testing.assert_array_equal(a.all_scores, c.all_scores)  # weights do not depend on the seed
+    np.testing.assert_array_equal(a.scores, a.all_scores[a.indices])
+    assert a.score_order == "higher_is_better" and a.params["num_buckets"] == 10_000
+    # nested budgets: the same Gumbel keys rank every candidate
+    np.testing.assert_array_equal(select(pool, target, 10, method="dsir", seed=1), a.indices[:10])
+
+
+def test_dsir_hashing_does_not_depend_on_python_hash_seed():
+    from gotd.selectors import _ngram_buckets, _token_hash
+
+    # blake2b of the token, fixed for ever; Python's hash() would change with PYTHONHASHSEED
+    assert _token_hash("protein") == 15030518815027849713
+    hashes = np.array([_token_hash("protein"), _token_hash("fold")], dtype=np.uint64)
+    buckets, owners = _ngram_buckets(hashes, np.array([2]), 2, 10_000)
+    assert buckets[:2].tolist() == [int(h) % 10_000 for h in hashes] and owners.tolist() == [0, 0, 0]
+    code = ("from gotd.selectors import dsir_log_weights;"
+            "print(repr(float(dsir_log_weights(['protein structure x y'], ['protein protein fold y'])[0])))")
+    # this process has a random hash seed; the child a fixed, different one
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+    assert float(out) == float(dsir_log_weights(["protein structure x y"], ["protein protein fold y"])[0])
+
+
+def test_dsir_rejects_embeddings_and_non_strings():
+    with pytest.raises(GotdInputError, match=r"pool\[1\].*string"):
+        select(["a", None, "c"], ["a"], 1, method="dsir")
+    with pytest.raises(GotdInputError, match="single string"):
+        select("just one text", ["a"], 1, method="dsir")
+    with pytest.raises(GotdInputError, match="raw text"):
+        select(np.zeros((4, 3)), ["a"], 1, method="dsir")
+    with pytest.raises(GotdInputError, match="smoothing"):
+        select(["a b", "c"], ["a"], 1, method="dsir", smoothing=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# input errors
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [0, 301, -1, 2.5, True, "10"])
+def test_bad_budget_names_the_pool_size(small, budget):
+    pool, target = small
+    with pytest.raises(GotdInputError, match="300"):
+        select(pool, target, budget, method="matching")
+
+
+def test_shape_and_value_errors(small):
+    pool, target = small
+    with pytest.raises(GotdInputError, match="5 features.*3.*same encoder"):
+        select(pool, target[:, :3], 10, method="knn")
+    with pytest.raises(GotdInputError, match="2-D"):
+        select(pool[0], target, 1, method="matching")
+    with pytest.raises(GotdInputError, match="at least one row"):
+        select(pool, target[:0], 1, method="matching")
+    bad = pool.copy()
+    bad[17, 2] = np.nan
+    with pytest.raises(GotdInputError, match="row 17"):
+        select(bad, target, 10, method="gotd")
+    with pytest.raises(GotdInputError, match="embed the texts"):
+        select(["a", "b"], ["c"], 1, method="knn")
+
+
+def test_unknown_method_lists_the_available_ones(small):
+    pool, target = small
+    with pytest.raises(GotdInputError, match="'got-d'.*dsir.*gotd.*knn.*matching.*random"):
+        select(pool, target, 10, method="got-d")
+
+
+def test_unknown_option_is_an_error_not_ignored(small):
+    pool, target = small
+    with pytest.raises(GotdInputError, match="'k_neighbours'.*k_neighbors"):
+        select(pool, target, 10, method="matching", k_neighbours=3)
+    with pytest.raises(GotdInputError, match="'eps'"):
+        select(pool, target, 10, method="random", eps=0.1)
+    with pytest.raises(GotdInputError, match="k_neighbors=50 exceeds 40"):
+        select(pool, target, 10, method="matching", k_neighbors=50)
+    with pytest.raises(GotdInputError, match="seed"):
+        select(pool, target, 10, method="random", seed=-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Selection record, saving and loading
+# ---------------------------------------------------------------------------------------------------
+
+
+def records_for(n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": [f"doc{i:04d}" for i in range(n)],
+        "text": [f"text number {i} — ünïcode" for i in range(n)],
+        "doc_id": np.arange(n) // 3,
+        "domain": np.where(np.arange(n) % 2 == 0, "web", "books"),
+    })
+
+
+def test_selection_validates_itself():
+    with pytest.raises(GotdInputError, match="repeat"):
+        Selection(indices=[1, 1], scores=[0.0, 0.0], method="x", params={})
+    with pytest.raises(GotdInputError, match="2 indices but 1 scores"):
+        Selection(indices=[1, 2], scores=[0.0], method="x", params={})
+    with pytest.raises(GotdInputError, match="outside a pool of 5"):
+        Selection(indices=[7], scores=[0.0], method="x", params={}, n_pool=5)
+    sel = Selection(indices=[2, 0], scores=[0.5, 0.7], method="x", params={"budget": 2})
+    with pytest.raises(GotdInputError, match=r"\[1, 2\]"):
+        sel.top(3)
+
+
+def test_to_frame_orders_columns_and_aligns_records(small):
+    pool, target = small
+    sel = run_selector(pool, target, 5, method="matching")
+    frame = sel.to_frame(records_for(300))
+    assert list(frame.columns) == ["rank", "index", "id", "text", "score", "doc_id", "domain"]
+    assert frame["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert frame["id"].tolist() == [f"doc{i:04d}" for i in sel.indices]
+    np.testing.assert_array_equal(frame["score"], sel.scores)
+    assert list(sel.to_frame().columns) == ["rank", "index", "score"]
+    with pytest.raises(GotdInputError, match="299 rows but the pool had 300"):
+        sel.to_frame(records_for(299))
+    with pytest.raises(GotdInputError, match="score"):
+        sel.to_frame(records_for(300).assign(score=1.0))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_save_and_load_round_trip(tmp_path, small, suffix):
+    pool, target = small
+    records = records_for(300)
+    sel = run_selector(pool, target, 12, method="gotd", seed=4)
+    path = save_selection(sel, tmp_path / f"sel{suffix}", records=records, extra={"encoder": "minilm"})
+    frame, meta = load_selection(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"sel{suffix}", f"sel{suffix}.json"])
+    assert sidecar_path(path).name == f"sel{suffix}.json"
+    assert frame["index"].tolist() == sel.indices.tolist()
+    assert frame["id"].tolist() == records["id"].iloc[sel.indices].tolist()
+    assert frame["text"].tolist() == records["text"].iloc[sel.indices].tolist()
+    assert frame["domain"].tolist() == records["domain"].iloc[sel.indices].tolist()
+    np.testing.assert_array_equal(frame["score"].to_numpy(), sel.scores)  # full float precision
+    assert meta["method"] == "gotd" and meta["seed"] == 4 and meta["budget"] == 12 and meta["n_pool"] == 300
+    assert meta["score_order"] == "lower_is_better" and meta["score_name"] == "calibrated_gradient"
+    assert meta["params"]["budget"] == 12 and meta["params"]["seed"] == 4
+    assert meta["diagnostics"]["converged"] is True
+    assert meta["pool_fingerprint"] == texts_fingerprint(records["text"])
+    assert meta["extra"] == {"encoder": "minilm"}
+    assert meta["provenance"]["versions"]["numpy"] == np.__version__
+    assert meta["provenance"]["device"] == "cpu"
+    assert meta["columns"] == ["rank", "index", "id", "text", "score", "doc_id", "domain"]
+
+
+def test_save_without_records_and_failed_write_leaves_nothing(tmp_path, small, monkeypatch):
+    pool, target = small
+    sel = run_selector(pool, target, 3, method="random", seed=9)
+    frame, meta = load_selection(save_selection(sel, tmp_path / "r.jsonl"))
+    assert list(frame.columns) == ["rank", "index", "score"] and meta["pool_fingerprint"] is None
+    assert meta["n_pool"] == 300
+
+    import gotd.selection as selection_module
+
+    def broken_writer(frame, path, suffix):
+        path.write_text("half a fi")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(selection_module, "_write_frame", broken_writer)
+    with pytest.raises(OSError, match="disk full"):
+        save_selection(sel, tmp_path / "broken.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.json"]
+
+
+def test_save_rejects_unknown_format_and_load_needs_the_sidecar(tmp_path, small):
+    pool, target = small
+    sel = run_selector(pool, target, 3, method="random")
+    with pytest.raises(GotdInputError, match=".jsonl, .parquet, .csv"):
+        save_selection(sel, tmp_path / "sel.txt")
+    path = save_selection(sel, tmp_path / "sel.csv")
+    sidecar_path(path).unlink()
+    with pytest.raises(GotdInputError, match="sidecar"):
+        load_selection(path)
+
+
+def test_texts_fingerprint_is_length_prefixed():
+    assert texts_fingerprint(["ab", "c"]) != texts_fingerprint(["a", "bc"])
+    assert texts_fingerprint(["ab", "c"]) == texts_fingerprint(iter(["ab", "c"]))
+
+
+def test_sidecar_is_valid_json_with_nested_contrast_diagnostics(tmp_path, small):
+    pool, target = small
+    sel = run_selector(pool, target, 4, method="gotd_contrast", positive=pool[:50])
+    path = save_selection(sel, tmp_path / "c.parquet")
+    meta = json.loads(sidecar_path(path).read_text())
+    assert set(meta["diagnostics"]) == {"negative", "positive"}
+    assert meta["score_order"] == "higher_is_better"
