@@ -1,0 +1,40 @@
+"""The demo job on a small stand-in for the built-in data (the real fetch is tested in test_assets)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gotd import assets, demo
+
+
+@pytest.mark.slow
+def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = pd.DataFrame({
+        "id": [f"p{i}" for i in range(60)],
+        "text": [f"The film had a moving plot and great acting, review {i}" if i % 6 == 0 else
+                 f"Parliament voted on the budget bill and the minister spoke, item {i}" for i in range(60)],
+        "domain": ["film" if i % 6 == 0 else "politics" for i in range(60)],
+    })
+    target = pd.DataFrame({"id": [f"t{i}" for i in range(12)],
+                           "text": [f"A charming movie with a clever script and fine actors {i}" for i in range(12)]})
+    monkeypatch.setattr(assets, "fetch", lambda name, data_dir="data", **_: Path(data_dir) / name)
+    monkeypatch.setattr(assets, "build_demo_pool", lambda data_dir="data", **_: pool)
+    monkeypatch.setattr(assets, "load", lambda name, data_dir="data", split=None: target)
+
+    table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, cache_dir=tmp_path / "cache",
+                          progress=False)
+
+    for method in demo.DEMO_METHODS:
+        rows = (tmp_path / "report" / f"{method}.jsonl").read_text().splitlines()
+        assert len(rows) == 8
+        assert json.loads((tmp_path / "report" / f"{method}.jsonl.json").read_text())["method"] == method
+    # 1 in 6 pool texts is about film, like the target: the embedding methods must find them.
+    assert table.loc["gotd", "film"] >= 0.75 and table.loc["knn", "film"] >= 0.75
+    assert table.loc["pool", "film"] == pytest.approx(10 / 60, abs=1e-3)
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "Domain make-up" in summary and "gotd" in summary
+    run = json.loads((tmp_path / "report" / "run.json").read_text())
+    assert run["budget"] == 8 and run["encoder"]["pooling"] == "mean" and "versions" in run
