@@ -285,6 +285,26 @@ def _sweep(dots: _BlockDots, f: torch.Tensor, shift: torch.Tensor, log_a: torch.
     return col - shift - dots.q / eps
 
 
+def _log_domain_step(dots: _BlockDots, f: torch.Tensor, g: torch.Tensor, log_a: torch.Tensor,
+                     log_b: torch.Tensor, eps: float, omega: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One over-relaxed log-domain iteration; return the new f, g and the target-marginal L1 error.
+
+    The error is measured after the f update and before the g update, like the scaling path's.
+    """
+    f = f.clone()
+    shift = (g - dots.q) / eps + log_b
+    lse = _sweep(dots, f, shift, log_a, eps, omega)
+    # lse_j = log sum_i a_i exp((f_i - C_ij) / eps): the target marginal under the current g is
+    # b_j exp(g_j / eps + lse_j), and the Sinkhorn update is g_j = -eps lse_j. Float64 keeps the error
+    # finite while the first iterations are still far off.
+    b_prob = log_b.exp().double()
+    marginal = b_prob * torch.exp((g / eps + lse).double().clamp(max=700.0))
+    error = float((marginal - b_prob).abs().sum())
+    if bool(torch.isnan(f).any()):
+        error = math.nan
+    return f, _relax(g, -eps * lse, omega), error
+
+
 def _exact_columns(dots: _BlockDots, f: torch.Tensor, log_a: torch.Tensor, eps: float,
                    cols: torch.Tensor) -> torch.Tensor:
     """``LSE_i(2 x_i^T y_j / eps + (f_i - p_i)/eps + log a_i)`` for the columns ``cols``, exactly."""
@@ -295,6 +315,67 @@ def _exact_columns(dots: _BlockDots, f: torch.Tensor, log_a: torch.Tensor, eps: 
         u = (f[rows] - dots.p[rows]) / eps + log_a[rows]
         parts.append(torch.logsumexp(block + u[:, None], dim=0))
     return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+class _ScaledKernel:
+    """Sinkhorn by matrix-vector products on a stored, stabilised kernel (Schmitzer 2019).
+
+    Holds ``K_ij = exp((f_i + g_j - C_ij) / eps)`` for fixed potentials f, g and iterates only the
+    scalings ``alpha, beta``, so that the plan is ``a_i b_j K_ij alpha_i beta_j``: two mat-vecs an
+    iteration instead of an exponential per entry. When a scaling leaves ``[e^-limit, e^limit]`` it is
+    absorbed into the potentials and the kernel rebuilt, which keeps float32 from over- or underflowing.
+    """
+
+    def __init__(self, dots: _BlockDots, log_a: torch.Tensor, log_b: torch.Tensor, eps: float,
+                 limit: float = 10.0) -> None:
+        self.dots, self.eps, self.limit = dots, eps, limit
+        self.a, self.b = log_a.exp(), log_b.exp()
+        self.blocks: list[torch.Tensor] = []
+        self.log_alpha = torch.zeros_like(log_a)
+        self.log_beta = torch.zeros_like(log_b)
+
+    def rebuild(self, f: torch.Tensor, g: torch.Tensor) -> None:
+        """Set the kernel for potentials f, g (scalings back to 1)."""
+        dots, eps = self.dots, self.eps
+        column = (g - dots.q) / eps
+        fresh = not self.blocks
+        for k, start in enumerate(dots.starts):
+            rows = slice(start, start + dots.block_size)
+            row = (f[rows] - dots.p[rows]) / eps
+            products = dots._stored[k]
+            if fresh:
+                self.blocks.append(torch.empty_like(products))
+            torch.add(products, row[:, None], out=self.blocks[k]).add_(column[None, :]).exp_()
+        self.log_alpha.zero_()
+        self.log_beta.zero_()
+
+    def step(self, omega: float) -> float | None:
+        """One over-relaxed iteration; return the target-marginal L1 error before the beta update.
+
+        Returns None (and changes nothing) when a scaling would be non-finite: the caller falls back to a
+        log-domain step.
+        """
+        dots = self.dots
+        beta_b = self.b * self.log_beta.exp()
+        log_alpha = torch.empty_like(self.log_alpha)
+        for k, start in enumerate(dots.starts):
+            rows = slice(start, start + dots.block_size)
+            log_alpha[rows] = torch.lerp(self.log_alpha[rows], -torch.log(self.blocks[k] @ beta_b), omega)
+        weights = self.a * log_alpha.exp()
+        column = sum(self.blocks[k].T @ weights[start:start + dots.block_size] for k, start in enumerate(dots.starts))
+        log_beta = torch.lerp(self.log_beta, -torch.log(column), omega)
+        if not (bool(torch.isfinite(log_alpha).all()) and bool(torch.isfinite(log_beta).all())):
+            return None
+        marginal = (self.b * self.log_beta.exp() * column).double()
+        self.log_alpha, self.log_beta = log_alpha, log_beta
+        return float((marginal - self.b.double()).abs().sum())
+
+    def needs_absorbing(self) -> bool:
+        return bool(self.log_alpha.abs().max() > self.limit or self.log_beta.abs().max() > self.limit)
+
+    def potentials(self, f: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full potentials ``f + eps log alpha``, ``g + eps log beta``."""
+        return f + self.eps * self.log_alpha, g + self.eps * self.log_beta
 
 
 def _pick_block_size(n: int, m: int, device: torch.device, block_size: int | None) -> int:
@@ -382,40 +463,49 @@ def sinkhorn(
     log_a = _as_weights(a, n, "a").log().to(dev, torch.float32)
     log_b = _as_weights(b, m, "b").log().to(dev, torch.float32)
     bsize = _pick_block_size(n, m, dev, block_size)
-    store = path == "stored" or (path == "auto" and 4 * n * m <= kernel_budget_bytes)
+    # The stored path keeps the scaled products and the stabilised kernel: 8 bytes per entry.
+    store = path == "stored" or (path == "auto" and 8 * n * m <= kernel_budget_bytes)
 
     started = time.perf_counter()
     dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=store)
     f = torch.zeros(n, dtype=torch.float32, device=dev)
     g = torch.zeros(m, dtype=torch.float32, device=dev)
-    b_prob = log_b.exp()
+    kernel = _ScaledKernel(dots, log_a, log_b, eps) if store else None
+    scaling = False  # iterating on the stored kernel (after two log-domain warm-up iterations)
     history: list[float] = []
     error = math.inf
     iterations = 0
     bar = tqdm(total=max_iter, desc="sinkhorn", unit="it", disable=not progress, leave=False)
     try:
         for iterations in range(1, max_iter + 1):
-            shift = (g - dots.q) / eps + log_b
             # Relaxing away from the arbitrary zero start only slows the first step down.
             step_omega = 1.0 if iterations == 1 else omega
-            lse = _sweep(dots, f, shift, log_a, eps, step_omega)
-            # lse_j = log sum_i a_i exp((f_i - C_ij) / eps): the target marginal under the current g is
-            # b_j exp(g_j / eps + lse_j), and the Sinkhorn update is g_j = -eps lse_j. Float64 keeps the
-            # error finite while the first iterations are still far off.
-            marginal = b_prob.double() * torch.exp((g / eps + lse).double().clamp(max=700.0))
-            error = float((marginal - b_prob.double()).abs().sum())
+            step_error = kernel.step(step_omega) if scaling else None
+            if step_error is None:
+                if scaling:  # a scaling went non-finite: take this iteration in the log domain
+                    f, g = kernel.potentials(f, g)
+                f, g, step_error = _log_domain_step(dots, f, g, log_a, log_b, eps, step_omega)
+                scaling = False
+                if kernel is not None and iterations >= 2:
+                    kernel.rebuild(f, g)
+                    scaling = True
+            elif kernel.needs_absorbing():
+                f, g = kernel.potentials(f, g)
+                kernel.rebuild(f, g)
+            error = step_error
             history.append(error)
-            if math.isnan(error) or bool(torch.isnan(f).any()):
+            if math.isnan(error):
                 raise FloatingPointError(
                     f"Sinkhorn diverged at iteration {iterations} (eps={eps:.3g}, eps_rel={eps_rel:.3g}); "
                     "raise eps or use omega=1.0")
-            g = _relax(g, -eps * lse, step_omega)
             bar.update(1)
             bar.set_postfix(error=f"{error:.2e}")
             if error <= tol:
                 break
     finally:
         bar.close()
+    if scaling:
+        f, g = kernel.potentials(f, g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - started
