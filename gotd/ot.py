@@ -79,24 +79,53 @@ class SinkhornResult:
 # ---------------------------------------------------------------------------------------------------
 
 
+_ROW_CHUNK = 1 << 16
+"""Rows converted or reduced at a time, so that no float64 copy of a large pool is ever made."""
+
+
 def _as_matrix(x: Any, name: str) -> torch.Tensor:
-    """Return ``x`` as a 2-D float64 CPU tensor after checking shape and finiteness."""
+    """Return ``x`` as a 2-D float32/float64 CPU tensor (no copy when it already is one), checked."""
     if isinstance(x, torch.Tensor):
-        t = x.detach().to("cpu", torch.float64)
+        t = x.detach().to("cpu")
     else:
         try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+            t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError) as exc:
             raise GotdInputError(f"{name}: expected a numeric (n, d) array, got {type(x).__name__} ({exc})") from None
+    if t.dtype not in (torch.float32, torch.float64):
+        if t.dtype.is_complex or t.dtype == torch.bool or not (t.dtype.is_floating_point or t.dtype in
+                                                              (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                               torch.uint8)):
+            raise GotdInputError(f"{name}: expected real numbers, got dtype {t.dtype}")
+        t = t.to(torch.float32)
     if t.ndim != 2:
         raise GotdInputError(f"{name}: expected a 2-D array (rows, features), got shape {tuple(t.shape)}; "
                              "reshape it or embed the texts first")
     if t.shape[0] == 0:
         raise GotdInputError(f"{name}: has no rows; pass at least one embedding")
-    if not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).any(dim=1).nonzero()[0, 0])
-        raise GotdInputError(f"{name}: row {bad} holds NaN or infinite values; drop or re-embed that row")
+    for start in range(0, t.shape[0], _ROW_CHUNK):
+        finite = torch.isfinite(t[start:start + _ROW_CHUNK]).all(dim=1)
+        if not bool(finite.all()):
+            bad = start + int((~finite).nonzero()[0, 0])
+            raise GotdInputError(f"{name}: row {bad} holds NaN or infinite values; drop or re-embed that row")
     return t
+
+
+def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Float64 means over the rows of ``c = x - centre``: c, c c^T, p = |c|^2, p^2 and p c (chunked)."""
+    d = x.shape[1]
+    acc = {"c": torch.zeros(d, dtype=torch.float64), "cc": torch.zeros(d, d, dtype=torch.float64),
+           "p": torch.zeros((), dtype=torch.float64), "pp": torch.zeros((), dtype=torch.float64),
+           "pc": torch.zeros(d, dtype=torch.float64)}
+    for start in range(0, x.shape[0], _ROW_CHUNK):
+        c = x[start:start + _ROW_CHUNK].double() - centre
+        p = (c * c).sum(1)
+        acc["c"] += c.sum(0)
+        acc["cc"] += c.T @ c
+        acc["p"] += p.sum()
+        acc["pp"] += (p * p).sum()
+        acc["pc"] += (p[:, None] * c).sum(0)
+    return {k: v / x.shape[0] for k, v in acc.items()}
 
 
 def _as_weights(w: Any, n: int, name: str) -> torch.Tensor:
@@ -128,16 +157,12 @@ def cost_moments(pool: Any, target: Any) -> tuple[float, float]:
     y = _as_matrix(target, "target")
     _check_dims(x, y)
     # Centre on the target mean: distances are unchanged and the moments lose less precision.
-    centre = y.mean(dim=0)
-    x, y = x - centre, y - centre
-    p, q = (x * x).sum(1), (y * y).sum(1)
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    mean = p.mean() + q.mean() - 2 * x_mean @ y_mean
-    e_ss = ((x.T @ x / x.shape[0]) * (y.T @ y / y.shape[0])).sum()
-    e_ps = ((p[:, None] * x).mean(0)) @ y_mean
-    e_qs = x_mean @ ((q[:, None] * y).mean(0))
-    second = ((p * p).mean() + (q * q).mean() + 4 * e_ss + 2 * p.mean() * q.mean()
-              - 4 * e_ps - 4 * e_qs)
+    centre = y.double().mean(dim=0)
+    mx, my = _centred_moments(x, centre), _centred_moments(y, centre)
+    mean = mx["p"] + my["p"] - 2 * mx["c"] @ my["c"]
+    e_ss = (mx["cc"] * my["cc"]).sum()
+    second = (mx["pp"] + my["pp"] + 4 * e_ss + 2 * mx["p"] * my["p"]
+              - 4 * mx["pc"] @ my["c"] - 4 * mx["c"] @ my["pc"])
     var = max(float(second - mean * mean), 0.0)
     return float(mean), math.sqrt(var)
 
@@ -192,12 +217,10 @@ class _BlockDots:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, eps: float, device: torch.device,
                  gemm_dtype: torch.dtype, block_size: int, store: bool) -> None:
         # Centring on the target mean keeps the products small, which keeps a low-precision GEMM accurate.
-        centre = y.mean(dim=0)
-        xc, yc = x - centre, y - centre
-        self.p = (xc * xc).sum(1).to(device, torch.float32)
-        self.q = (yc * yc).sum(1).to(device, torch.float32)
-        self.x = xc.to(device, gemm_dtype)
-        self.y_t = yc.to(device, gemm_dtype).T.contiguous()
+        centre = y.double().mean(dim=0)
+        self.x, self.p = self._centred(x, centre, device, gemm_dtype)
+        y_c, self.q = self._centred(y, centre, device, gemm_dtype)
+        self.y_t = y_c.T.contiguous()
         self.scale = 2.0 / eps
         self.n, self.m = x.shape[0], y.shape[0]
         self.block_size = block_size
@@ -205,6 +228,18 @@ class _BlockDots:
         self._stored: list[torch.Tensor] | None = None
         if store:
             self._stored = [self._products(s) for s in self.starts]
+
+    @staticmethod
+    def _centred(x: torch.Tensor, centre: torch.Tensor, device: torch.device, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x - centre`` in ``dtype`` on ``device`` and its float32 squared norms, built in row chunks."""
+        out = torch.empty(x.shape, dtype=dtype, device=device)
+        norms = torch.empty(x.shape[0], dtype=torch.float32, device=device)
+        for start in range(0, x.shape[0], _ROW_CHUNK):
+            c = x[start:start + _ROW_CHUNK].double() - centre
+            norms[start:start + c.shape[0]] = (c * c).sum(1).to(device, torch.float32)
+            out[start:start + c.shape[0]] = c.to(device, dtype)
+        return out, norms
 
     def _products(self, start: int) -> torch.Tensor:
         rows = self.x[start:start + self.block_size]
