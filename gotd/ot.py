@@ -121,7 +121,10 @@ def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.T
         c = x[start:start + _ROW_CHUNK].double() - centre
         p = (c * c).sum(1)
         acc["c"] += c.sum(0)
-        acc["cc"] += c.T @ c
+        # The d x d product is the only O(n d^2) step: for float32 embeddings a float32 GEMM per chunk
+        # (summed in float64) keeps the input's precision at a fraction of the float64 cost.
+        c_gemm = c.to(x.dtype)
+        acc["cc"] += (c_gemm.T @ c_gemm).double()
         acc["p"] += p.sum()
         acc["pp"] += (p * p).sum()
         acc["pc"] += (p[:, None] * c).sum(0)
