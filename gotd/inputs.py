@@ -1,0 +1,121 @@
+"""Named inputs of the notebooks: the built-in data by name, a file by path, or the toy corpus for smoke runs.
+
+``pool="demo"`` is the built-in candidate pool (:func:`gotd.assets.build_demo_pool`); a target named like a
+built-in task (``"rotten-tomatoes"``) is that task's split; anything else is a file path (read by
+:func:`gotd.data.read_texts`, relative paths from the repository root). With ``smoke=True`` the built-in
+names are replaced by the templated corpus of :mod:`gotd.toy` (no download, seconds to embed); explicit
+files are still read.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from gotd.errors import GotdInputError
+from gotd.notebook_io import resolve_path
+from gotd.pipeline import prepare_pool, prepare_target
+
+DEMO_POOL = "demo"
+SMOKE_TASK = "toy-film"
+SMOKE_POOL_DOCS = 240
+SMOKE_TASK_SAMPLES = 80
+
+
+def _builtin_tasks() -> set[str]:
+    from gotd import assets
+
+    return {name for name, recipe in assets.RECIPES.items() if recipe.kind == "task"}
+
+
+def is_builtin_task(name: str) -> bool:
+    """True when ``name`` is a task in :data:`gotd.assets.RECIPES` (rather than a file path)."""
+    return name in _builtin_tasks()
+
+
+def looks_like_file(name: str) -> bool:
+    """True when ``name`` reads as a path (has a folder part or a file suffix) rather than a data set name."""
+    return "/" in name or os.sep in name or Path(name).suffix != ""
+
+
+def task_name(target: str, *, smoke: bool = False) -> str:
+    """The name results are filed under: the file's stem, ``toy-film`` in smoke mode, or the task's name."""
+    if looks_like_file(target):
+        return Path(target).stem
+    return SMOKE_TASK if smoke else target
+
+
+def load_pool(pool: str = DEMO_POOL, *, text_field: str = "text", chunk_chars: int | None = 1000,
+              data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0,
+              progress: bool = True) -> pd.DataFrame:
+    """The candidate pool, chunked: columns ``id``, ``text``, ``doc_id``, offsets and the source's others.
+
+    ``pool="demo"`` fetches the built-in pool into ``data_dir`` when missing (or, in smoke mode, uses
+    :func:`gotd.toy.toy_text_pool` with ``SMOKE_POOL_DOCS`` documents and ``seed``).
+    """
+    if not looks_like_file(pool):
+        if pool != DEMO_POOL:
+            raise GotdInputError(f"pool {pool!r}: pass '{DEMO_POOL}' for the built-in pool or a file path")
+        if smoke:
+            from gotd.toy import toy_text_pool
+
+            source: object = toy_text_pool(SMOKE_POOL_DOCS, seed=seed)
+        else:
+            from gotd import assets
+
+            source = assets.build_demo_pool(data_dir=resolve_path(data_dir), fetch_missing=True)
+    else:
+        source = _existing_file(pool, "pool")
+    return prepare_pool(source, text_field=text_field, chunk_chars=chunk_chars, progress=progress)
+
+
+def load_task(target: str, *, split: str | None = "train", text_field: str = "text",
+              data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0) -> pd.DataFrame:
+    """A task's rows (with ``label`` when it has labels), one split or all (``split=None``), unpacked.
+
+    Built-in task names are fetched into ``data_dir`` when missing; in smoke mode any name that is not a
+    file path is replaced by :func:`gotd.toy.toy_text_task`. Files are read as they are; ``split`` filters a ``split`` column when the
+    file has one and is otherwise ignored for files.
+    """
+    if looks_like_file(target):
+        from gotd.data import read_texts
+
+        frame = read_texts(_existing_file(target, "target"), text_field=text_field)
+    elif smoke:
+        from gotd.toy import toy_text_task
+
+        frame = toy_text_task(SMOKE_TASK_SAMPLES, seed=seed)
+    else:
+        if not is_builtin_task(target):
+            raise GotdInputError(f"target {target!r} is neither a file nor a built-in task; built-in tasks: "
+                                 f"{sorted(_builtin_tasks())}")
+        from gotd import assets
+
+        assets.fetch(target, data_dir=resolve_path(data_dir))
+        frame = assets.load(target, data_dir=resolve_path(data_dir))
+        text_field = assets.RECIPES[target].text_field
+    if split is not None and "split" in frame.columns:
+        if split not in set(frame["split"]):
+            raise GotdInputError(f"target {target!r} has no split {split!r}; its splits are "
+                                 f"{sorted(set(frame['split']))}")
+        frame = frame[frame["split"] == split]
+    if text_field != "text" and "text" not in frame.columns:
+        frame = frame.rename(columns={text_field: "text"})
+    return frame.reset_index(drop=True)
+
+
+def load_target(target: str, *, split: str | None = "train", text_field: str = "text",
+                chunk_chars: int | None = 1000, data_dir: str | os.PathLike[str] = "data", smoke: bool = False,
+                seed: int = 0) -> pd.DataFrame:
+    """The target set for selection: :func:`load_task` packed to ``chunk_chars`` characters (as the paper)."""
+    rows = load_task(target, split=split, text_field=text_field, data_dir=data_dir, smoke=smoke, seed=seed)
+    return prepare_target(rows[["id", "text"]] if "id" in rows.columns else rows[["text"]], chunk_chars=chunk_chars)
+
+
+def _existing_file(path: str, role: str) -> Path:
+    resolved = resolve_path(path)
+    if not resolved.exists():
+        hint = f"'{DEMO_POOL}' for the built-in pool" if role == "pool" else "a built-in task name"
+        raise GotdInputError(f"{role} {path!r}: no such file ({resolved}); pass an existing file or {hint}")
+    return resolved
