@@ -119,6 +119,40 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_encoder_options(demo)
 
+    run = sub.add_parser(
+        "run", help="run the notebooks over a parameter grid (papermill) and write a report",
+        description="Execute the kit's notebooks with papermill for every point of a parameter grid (methods x "
+                    "budgets x seeds x tasks), in dependency order: select -> pre-fine-tune -> evaluate. Each "
+                    "point writes reports/<run>/<notebook>-<params>.ipynb (+ .html without code) and a folder "
+                    "with its results.csv, figures/, selections/ and models/. Points already done are skipped, "
+                    "so after an interruption the same command resumes. A failing point is reported with its "
+                    "notebook and cell; the points that need it are skipped, the others go on. At the end every "
+                    "results.csv is collected into reports/<run>/results.parquet and .csv, and "
+                    "reports/<run>/index.html shows the comparison table, the figures, links to every notebook, "
+                    "the failures and the versions.",
+        epilog="examples:\n"
+               "  gotd run --list                          the built-in configs\n"
+               "  gotd run demo                            the main job (~30 min on a 2-core CPU)\n"
+               "  gotd run demo --plan                     show the points and their parameters, run nothing\n"
+               "  gotd run demo --set grid.seed=[0,1,2]    three seeds instead of one\n"
+               "  gotd run my_grid.yaml --fail-fast        your own config (schema: notebooks/README.md)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", nargs="?", help="a YAML run config, or a built-in name (see --list)")
+    run.add_argument("--list", action="store_true", help="list the built-in configs and exit")
+    run.add_argument("--plan", action="store_true",
+                     help="check the config against the notebooks and print every point's parameters; run nothing")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a config entry, VALUE as YAML: params.smoke=true, grid.budget=[100,200], "
+                          "name=my-run (repeatable)")
+    run.add_argument("--reports-dir", default="reports", help="the run goes to REPORTS_DIR/<name>/ (default: reports)")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failing point")
+    run.add_argument("--force", action="store_true", help="run every point again, even those already done")
+    run.add_argument("--no-html", action="store_true", help="do not render the executed notebooks to HTML")
+    run.add_argument("--kernel", default=None,
+                     help="Jupyter kernel name (default: python3 of this interpreter, registered if needed)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bars and no notebook output on the terminal (it is still in logs/)")
+
     data = sub.add_parser("data", help="list or fetch the built-in data sets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     data_sub.add_parser("list", help="the registry: name, kind, rows, licence, built or not")
@@ -253,6 +287,41 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from gotd.errors import GotdInputError
+    from gotd.run import builtin_config_descriptions, load_config, plan_run, run_config
+
+    if args.list:
+        for name, description in builtin_config_descriptions().items():
+            print(f"{name:22s} {description}")
+        return 0
+    if not args.config:
+        raise GotdInputError("name a config: gotd run demo, gotd run my.yaml (gotd run --list shows the built-in ones)")
+    config = load_config(args.config, args.overrides)
+    if args.plan:
+        for point in plan_run(config, args.reports_dir):
+            after = f"  (after {', '.join(point.depends_on)})" if point.depends_on else ""
+            print(f"{point.name}{after}")
+            for key, value in point.parameters.items():
+                print(f"    {key} = {json.dumps(value)}")
+        return 0
+    summary = run_config(config, reports_dir=args.reports_dir, fail_fast=args.fail_fast, force=args.force,
+                         html=not args.no_html, progress=not args.quiet, stream_output=not args.quiet,
+                         kernel_name=args.kernel)
+    counts: dict[str, int] = {}
+    for result in summary.results.values():
+        counts[result.status] = counts.get(result.status, 0) + 1
+    print(f"{config.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
+          f" of {len(summary.points)} points")
+    for result in summary.failed:
+        err = result.error or {}
+        where = f" (cell {err['cell_index']})" if err.get("cell_index") is not None else ""
+        print(f"  {result.status}: {result.name}{where}: {err.get('ename', '')}: {err.get('evalue', '')}")
+    print(f"results: {summary.run_root / 'results.csv'} ({0 if summary.table is None else len(summary.table)} rows)")
+    print(f"report: {summary.index}")
+    return 0 if summary.ok else 1
+
+
 def cmd_methods(_: argparse.Namespace) -> int:
     from gotd.selectors import SELECTORS
 
@@ -273,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gotd.errors import GotdError
 
     handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods, "demo": cmd_demo,
-                "data": cmd_data}
+                "data": cmd_data, "run": cmd_run}
     try:
         return handlers[args.command](args)
     except GotdError as exc:

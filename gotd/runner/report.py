@@ -1,0 +1,153 @@
+"""The run's report: executed notebooks rendered to HTML without code, and the summary page ``index.html``."""
+from __future__ import annotations
+
+import html
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from gotd._io import atomic_path, write_text_atomic
+from gotd.runner.execute import PointResult
+from gotd.runner.grid import Point
+
+
+def render_html(notebook: Path, out: Path) -> Path:
+    """Render an executed notebook to HTML without input cells (``jupyter nbconvert --to html --no-input``)."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter()
+    # The same three switches as nbconvert's --no-input flag.
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_filename(str(notebook))
+    return write_text_atomic(out, body)
+
+
+def comparison_pivot(comparison: pd.DataFrame) -> pd.DataFrame:
+    """One row per task x metric x budget x model, one column per method, cells ``mean ± std (n)``."""
+    if comparison.empty:
+        return comparison
+    rows = [c for c in ("task", "metric", "budget", "model") if c in comparison.columns]
+    cells = comparison.assign(cell=[_cell(m, s, n) for m, s, n in
+                                    zip(comparison["mean"], comparison["std"], comparison["n"])])
+    if "method" not in cells.columns:
+        return cells.set_index(rows)[["cell"]]
+    return cells.pivot_table(index=rows, columns="method", values="cell", aggfunc="first").fillna("")
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if pd.isna(mean):
+        return "n/a"
+    text = f"{mean:.4g}"
+    if n > 1 and not pd.isna(std):
+        text += f" ± {std:.2g}"
+    return f"{text} (n={n})"
+
+
+def standard_figures(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The figures of :mod:`gotd.plots` that take the collected results table, saved as PNG in ``out_dir``.
+
+    ``gotd.plots`` may list such functions in ``RESULT_FIGURES`` (name -> function(results) -> Figure); when
+    the module or the list is absent, no figure is drawn and the report shows the tables only.
+    """
+    try:
+        plots = importlib.import_module("gotd.plots")
+    except ImportError:
+        return []
+    makers: dict[str, Callable[[pd.DataFrame], Any]] = getattr(plots, "RESULT_FIGURES", {}) or {}
+    if results.empty or not makers:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, make in makers.items():
+        fig = make(results)
+        if fig is None:
+            continue
+        path = out_dir / f"{name}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_index(run_root: Path, *, title: str, description: str, points: Sequence[Point],
+                results: dict[str, PointResult], comparison: pd.DataFrame, figures: Sequence[Path],
+                problems: Sequence[str], record: dict[str, Any]) -> Path:
+    """Write ``<run>/index.html``: comparison table, figures, every point with links, failures, provenance."""
+    esc = html.escape
+
+    def link(path: Path, text: str) -> str:
+        if not path.exists():
+            return ""
+        return f'<a href="{esc(os.path.relpath(path, run_root))}">{esc(text)}</a>'
+
+    counts = pd.Series([r.status for r in results.values()]).value_counts().to_dict() if results else {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "font-size:90%;text-align:left}.failed{color:#b00}.blocked{color:#a60}.done,.skipped{color:#070}"
+        "img{max-width:560px;margin:4px;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;"
+        "overflow:auto}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p>{esc(description)}</p>" if description else "",
+        "<p>" + ", ".join(f"{n} {esc(s)}" for s, n in sorted(counts.items())) +
+        f" of {len(points)} points. Results: {link(run_root / 'results.csv', 'results.csv')} "
+        f"{link(run_root / 'results.parquet', 'results.parquet')}; record: {link(run_root / 'run.json', 'run.json')}"
+        "</p>",
+        "<h2>Comparison</h2>",
+        "<p>Mean over seeds, ± sample standard deviation where there is more than one seed, n = number of "
+        "values.</p>",
+    ]
+    pivot = comparison_pivot(comparison)
+    parts.append(pivot.to_html(escape=True) if not pivot.empty else "<p>No results were collected.</p>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts.extend(f'<figure><img src="{esc(os.path.relpath(f, run_root))}"><figcaption>{esc(f.stem)}'
+                     "</figcaption></figure>" for f in figures)
+    parts.append("<h2>Points</h2><table><tr><th>stage</th><th>point</th><th>status</th><th>seconds</th>"
+                 "<th>notebook</th><th>report</th><th>log</th><th>figures</th></tr>")
+    for point in points:
+        res = results.get(point.name)
+        status = res.status if res else "not run"
+        seconds = f"{res.seconds:.1f}" if res and res.seconds else ""
+        figs = sorted((point.run_dir / "figures").glob("*.png")) if status in ("done", "skipped") else []
+        fig_links = " ".join(link(f, f.stem) for f in figs)
+        parts.append(
+            f"<tr><td>{esc(point.stage.name)}</td><td>{esc(point.name)}</td>"
+            f"<td class='{esc(status)}'>{esc(status)}</td><td>{seconds}</td>"
+            f"<td>{link(point.output_notebook, 'ipynb')}</td><td>{link(point.html, 'html')}</td>"
+            f"<td>{link(point.run_dir.parent / 'logs' / f'{point.name}.log', 'log')}</td><td>{fig_links}</td></tr>")
+    parts.append("</table>")
+    failures = [r for r in results.values() if r.status in ("failed", "blocked")]
+    if failures:
+        parts.append("<h2>Failures</h2><table><tr><th>point</th><th>status</th><th>notebook</th><th>cell</th>"
+                     "<th>error</th></tr>")
+        for res in failures:
+            err = res.error or {}
+            cell = "" if err.get("cell_index") is None else str(err["cell_index"])
+            parts.append(f"<tr><td>{esc(res.name)}</td><td class='{res.status}'>{res.status}</td>"
+                         f"<td>{esc(Path(err.get('notebook', '')).name)}</td><td>{esc(cell)}</td>"
+                         f"<td>{esc(str(err.get('ename', '')))}: {esc(str(err.get('evalue', '')))}</td></tr>")
+        parts.append("</table>")
+    if problems:
+        parts.append("<h2>Problems with results files</h2><ul>" +
+                     "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul>")
+    prov = {k: v for k, v in record.items() if k not in ("config", "points")}
+    parts += ["<h2>Provenance</h2><pre>", esc(yaml.safe_dump(prov, sort_keys=False, default_flow_style=False)),
+              "</pre><h3>Configuration</h3><pre>",
+              esc(yaml.safe_dump(record.get("config", {}), sort_keys=False)), "</pre></body></html>"]
+    return write_text_atomic(run_root / "index.html", "\n".join(p for p in parts if p))
