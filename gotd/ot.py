@@ -32,6 +32,7 @@ transport", 2017.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -84,9 +85,13 @@ _ROW_CHUNK = 1 << 16
 
 
 def _as_matrix(x: Any, name: str) -> torch.Tensor:
-    """Return ``x`` as a 2-D float32/float64 CPU tensor (no copy when it already is one), checked."""
+    """Return ``x`` as a checked 2-D float32/float64 tensor (no copy when it already is one).
+
+    A torch tensor stays on its device, so that a pool already on the GPU is never copied to the host;
+    anything else becomes a CPU tensor.
+    """
     if isinstance(x, torch.Tensor):
-        t = x.detach().to("cpu")
+        t = x.detach()
     else:
         try:
             t = torch.as_tensor(np.asarray(x))
@@ -114,9 +119,9 @@ def _as_matrix(x: Any, name: str) -> torch.Tensor:
 def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.Tensor]:
     """Float64 means over the rows of ``c = x - centre``: c, c c^T, p = |c|^2, p^2 and p c (chunked)."""
     d = x.shape[1]
-    acc = {"c": torch.zeros(d, dtype=torch.float64), "cc": torch.zeros(d, d, dtype=torch.float64),
-           "p": torch.zeros((), dtype=torch.float64), "pp": torch.zeros((), dtype=torch.float64),
-           "pc": torch.zeros(d, dtype=torch.float64)}
+    centre = centre.to(x.device)
+    acc = {name: torch.zeros(shape, dtype=torch.float64, device=x.device)
+           for name, shape in (("c", (d,)), ("cc", (d, d)), ("p", ()), ("pp", ()), ("pc", (d,)))}
     for start in range(0, x.shape[0], _ROW_CHUNK):
         c = x[start:start + _ROW_CHUNK].double() - centre
         p = (c * c).sum(1)
@@ -128,7 +133,7 @@ def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.T
         acc["p"] += p.sum()
         acc["pp"] += (p * p).sum()
         acc["pc"] += (p[:, None] * c).sum(0)
-    return {k: v / x.shape[0] for k, v in acc.items()}
+    return {k: (v / x.shape[0]).cpu() for k, v in acc.items()}
 
 
 def _as_weights(w: Any, n: int, name: str) -> torch.Tensor:
@@ -218,7 +223,7 @@ class _BlockDots:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, eps: float, device: torch.device,
-                 gemm_dtype: torch.dtype, block_size: int, store: bool) -> None:
+                 gemm_dtype: torch.dtype, block_size: int, store: bool, compile_backend: str | None = None) -> None:
         # Centring on the target mean keeps the products small, which keeps a low-precision GEMM accurate.
         centre = y.double().mean(dim=0)
         self.x, self.p = self._centred(x, centre, device, gemm_dtype)
@@ -231,6 +236,11 @@ class _BlockDots:
         self._stored: list[torch.Tensor] | None = None
         if store:
             self._stored = [self._products(s) for s in self.starts]
+        # The compiled block functions take eps and the scale as 0-d tensors, so that a new eps is new data
+        # for the compiled graph rather than a reason to recompile it.
+        self.compile_backend = compile_backend
+        self._eps_t = torch.tensor(eps, dtype=torch.float32, device=device)
+        self._scale_t = torch.tensor(self.scale, dtype=torch.float32, device=device)
 
     @staticmethod
     def _centred(x: torch.Tensor, centre: torch.Tensor, device: torch.device, dtype: torch.dtype
@@ -238,6 +248,7 @@ class _BlockDots:
         """``x - centre`` in ``dtype`` on ``device`` and its float32 squared norms, built in row chunks."""
         out = torch.empty(x.shape, dtype=dtype, device=device)
         norms = torch.empty(x.shape[0], dtype=torch.float32, device=device)
+        centre = centre.to(x.device)
         for start in range(0, x.shape[0], _ROW_CHUNK):
             c = x[start:start + _ROW_CHUNK].double() - centre
             norms[start:start + c.shape[0]] = (c * c).sum(1).to(device, torch.float32)
@@ -257,6 +268,25 @@ class _BlockDots:
         if rows.dtype == torch.float32:
             return torch.addmm(column_shift[None, :], rows, self.y_t, alpha=self.scale)
         return (rows @ self.y_t).float().mul_(self.scale).add_(column_shift[None, :])
+
+    def compiled_sweep_block(self, k: int, shift: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
+                             omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block k of :func:`_sweep` by the compiled functional step: (new f rows, column LSE part, floor)."""
+        start = self.starts[k]
+        p_rows = self.p[start:start + self.block_size]
+        if self._stored is not None:
+            step = _compiled("stored_sweep", self.compile_backend)
+            return step(self._stored[k], shift, p_rows, f_rows, log_a_rows, self._eps_t, omega)
+        step = _compiled("online_sweep", self.compile_backend)
+        rows = self.x[start:start + self.block_size]
+        return step(rows, self.y_t, self._scale_t, shift, p_rows, f_rows, log_a_rows, self._eps_t, omega)
+
+    def compiled_row_potential(self, k: int, shift: torch.Tensor) -> torch.Tensor:
+        """Block k's c-transform ``p_i - eps LSE_j(2 x_i^T y_j / eps + shift_j)`` by the compiled step."""
+        start = self.starts[k]
+        rows = self.x[start:start + self.block_size]
+        step = _compiled("online_potential", self.compile_backend)
+        return step(rows, self.y_t, self._scale_t, shift, self.p[start:start + self.block_size], self._eps_t)
 
     def columns(self, k: int, cols: torch.Tensor) -> torch.Tensor:
         """``2 x_i^T y_j / eps`` for the rows of block k and the target columns ``cols`` only."""
@@ -295,6 +325,106 @@ def _relax(old: torch.Tensor, new: torch.Tensor, omega: float) -> torch.Tensor:
     return new if omega == 1.0 else torch.lerp(old, new, omega)
 
 
+# ---------------------------------------------------------------------------------------------------
+# the block step in functional form, for torch.compile
+# ---------------------------------------------------------------------------------------------------
+# The eager functions above overwrite their temporaries in place, which is what keeps a CPU fast and its
+# memory low. A compiled graph wants the same maths without in-place updates or host synchronisation:
+# inductor then fuses the scale, shift, max, exp and sums of a block into a few kernels around the GEMM.
+
+
+def _functional_block_tail(z: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
+                           eps: torch.Tensor, omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From ``Z = 2 x y^T / eps + shift``: the relaxed new f rows, the block's column LSE part and its floor.
+
+    Same maths as one block of :func:`_sweep` (see there).
+    """
+    row_max = z.amax(dim=1)
+    weights = torch.exp(z - row_max[:, None])
+    f_hat = p_rows - eps * (row_max + weights.sum(dim=1).log())
+    f_new = _relax(f_rows, f_hat, omega)
+    v = row_max + (f_new - p_rows) / eps + log_a_rows
+    v_max = v.max()
+    part = torch.log(weights.T @ torch.exp(v - v_max)) + v_max
+    return f_new, part, v_max
+
+
+def _functional_online_sweep(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                             p_rows: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
+                             eps: torch.Tensor, omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    z = (rows @ y_t).float() * scale + shift[None, :]
+    return _functional_block_tail(z, p_rows, f_rows, log_a_rows, eps, omega)
+
+
+def _functional_stored_sweep(products: torch.Tensor, shift: torch.Tensor, p_rows: torch.Tensor,
+                             f_rows: torch.Tensor, log_a_rows: torch.Tensor, eps: torch.Tensor,
+                             omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _functional_block_tail(products + shift[None, :], p_rows, f_rows, log_a_rows, eps, omega)
+
+
+def _functional_online_potential(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                                 p_rows: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    z = (rows @ y_t).float() * scale + shift[None, :]
+    row_max = z.amax(dim=1)
+    return p_rows - eps * (row_max + torch.exp(z - row_max[:, None]).sum(dim=1).log())
+
+
+_FUNCTIONAL_STEPS = {
+    "online_sweep": _functional_online_sweep,
+    "stored_sweep": _functional_stored_sweep,
+    "online_potential": _functional_online_potential,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str, backend: str | None) -> Any:
+    """The functional step ``name`` compiled with ``backend`` (the plain function when backend is None).
+
+    Compiled once per process and backend; torch.compile itself recompiles when the block shape changes
+    (the last, shorter block) and then treats the row count as dynamic.
+    """
+    fn = _FUNCTIONAL_STEPS[name]
+    if backend is None:
+        return fn
+    return torch.compile(fn, backend=backend, fullgraph=True)
+
+
+def resolve_compile(compile: bool | str | None, device: torch.device) -> str | None:
+    """The torch.compile backend for the block step, or None for the eager step.
+
+    None (auto) compiles on CUDA, where fusing the exponentials and reductions around the GEMM saves
+    memory traffic, and not on a CPU, where the eager in-place step is already memory-lean and a first
+    compilation costs seconds to minutes. True means the default backend ``"inductor"``; a string names a
+    backend (e.g. ``"aot_eager"`` to check tracing without code generation).
+    """
+    if compile is None:
+        compile = device.type == "cuda"
+    if compile is False:
+        return None
+    backend = "inductor" if compile is True else compile
+    if not isinstance(backend, str):
+        raise GotdInputError(f"compile must be True, False, None (auto) or a torch.compile backend name, got {compile!r}")
+    available = set(torch._dynamo.list_backends(exclude_tags=()))
+    if backend not in available:
+        raise GotdInputError(f"compile={backend!r} is not a torch.compile backend; use one of {sorted(available)}")
+    return backend
+
+
+def resolve_gemm_dtype(gemm_dtype: str | None, device: torch.device) -> str:
+    """The precision of the cost products: bfloat16 on CUDA devices that support it, float32 elsewhere.
+
+    Potentials, log-sum-exps and marginals stay float32 whatever this is; the products are taken after
+    centring on the target mean, which keeps their bfloat16 rounding error small next to eps.
+    """
+    if gemm_dtype is None:
+        if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bfloat16"
+        return "float32"
+    if gemm_dtype not in ("float32", "bfloat16", "float16"):
+        raise GotdInputError(f"gemm_dtype must be float32, bfloat16 or float16 (or None for auto), got {gemm_dtype!r}")
+    return gemm_dtype
+
+
 def _sweep(dots: _BlockDots, f: torch.Tensor, shift: torch.Tensor, log_a: torch.Tensor, eps: float,
            omega: float) -> torch.Tensor:
     """One pass over the cost: update ``f`` in place, return ``lse_j = log sum_i a_i exp((f_i - C_ij)/eps)``.
@@ -306,6 +436,12 @@ def _sweep(dots: _BlockDots, f: torch.Tensor, shift: torch.Tensor, log_a: torch.
     """
     parts, floors = [], []
     for k, start in enumerate(dots.starts):
+        if dots.compile_backend is not None:
+            rows = slice(start, start + dots.block_size)
+            f[rows], part, v_max = dots.compiled_sweep_block(k, shift, f[rows], log_a[rows], omega)
+            parts.append(part)
+            floors.append(v_max)
+            continue
         f_hat, weights, row_max = _row_step(dots, k, shift, eps)
         rows = slice(start, start + weights.shape[0])
         f[rows] = _relax(f[rows], f_hat, omega)
@@ -439,9 +575,10 @@ def sinkhorn(
     omega: float = 1.5,
     block_size: int | None = None,
     device: str | torch.device | None = None,
-    gemm_dtype: str = "float32",
+    gemm_dtype: str | None = None,
     path: str = "auto",
     kernel_budget_bytes: int = 2 << 30,
+    compile: bool | str | None = None,
     progress: bool = False,
 ) -> SinkhornResult:
     """Solve entropic OT between ``pool`` (n, d) and ``target`` (m, d) with squared Euclidean cost.
@@ -466,14 +603,18 @@ def sinkhorn(
     block_size : int, optional
         Candidate rows per cost block; default keeps a block near 4M entries on CPU, 64M on GPU.
     device : str or torch.device, optional
-        Default: CUDA when available, else CPU.
-    gemm_dtype : {"float32", "bfloat16", "float16"}
-        Precision of the x y^T products only; potentials and log-sum-exps stay float32.
+        Default: CUDA when available, else CPU. A torch pool already on a device is not copied to the host.
+    gemm_dtype : {"float32", "bfloat16", "float16"}, optional
+        Precision of the x y^T products only; potentials and log-sum-exps stay float32. Default (None):
+        bfloat16 on CUDA devices that support it, float32 elsewhere (see :func:`resolve_gemm_dtype`).
     path : {"auto", "stored", "online"}
         "stored" keeps the cost between iterations (needs 4 n m bytes), "online" recomputes it from a GEMM
         each iteration (O((n + m) d) memory); "auto" stores it when it fits in ``kernel_budget_bytes``.
     kernel_budget_bytes : int
         Largest cost matrix the "auto" path keeps in memory (default 2 GiB).
+    compile : bool or str, optional
+        ``torch.compile`` the block step of the log-domain iterations (True, or a backend name). Default
+        (None): on for CUDA, off on a CPU (see :func:`resolve_compile`). Same maths either way.
     progress : bool
         Show a progress bar over iterations with the current marginal error.
 
@@ -490,12 +631,12 @@ def sinkhorn(
         raise GotdInputError(f"omega must be in [1, 2) for over-relaxed Sinkhorn to converge, got {omega}")
     if not tol > 0:
         raise GotdInputError(f"tol must be > 0, got {tol}")
-    if gemm_dtype not in ("float32", "bfloat16", "float16"):
-        raise GotdInputError(f"gemm_dtype must be float32, bfloat16 or float16, got {gemm_dtype!r}")
     if path not in ("auto", "stored", "online"):
         raise GotdInputError(f"path must be 'auto', 'stored' or 'online', got {path!r}")
 
     dev = torch.device(device) if device is not None else default_device()
+    gemm_dtype = resolve_gemm_dtype(gemm_dtype, dev)
+    backend = resolve_compile(compile, dev)
     cost_mean, cost_std = cost_moments(x, y)
     eps, eps_rel = resolve_eps(eps, eps_rel, cost_std)
     log_a = _as_weights(a, n, "a").log().to(dev, torch.float32)
@@ -505,7 +646,8 @@ def sinkhorn(
     store = path == "stored" or (path == "auto" and 8 * n * m <= kernel_budget_bytes)
 
     started = time.perf_counter()
-    dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=store)
+    dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=store,
+                      compile_backend=backend)
     f = torch.zeros(n, dtype=torch.float32, device=dev)
     g = torch.zeros(m, dtype=torch.float32, device=dev)
     kernel = _ScaledKernel(dots, log_a, log_b, eps) if store else None
@@ -557,8 +699,8 @@ def sinkhorn(
         "eps": eps, "eps_rel": eps_rel, "cost_mean": cost_mean, "cost_std": cost_std,
         "iterations": iterations, "marginal_error": error, "converged": converged, "tol": tol,
         "seconds": seconds, "path": "stored" if store else "online", "device": str(dev),
-        "gemm_dtype": gemm_dtype, "omega": omega, "block_size": bsize, "n": n, "m": m, "d": x.shape[1],
-        "error_history": history,
+        "gemm_dtype": gemm_dtype, "compile": backend, "omega": omega, "block_size": bsize, "n": n, "m": m,
+        "d": x.shape[1], "error_history": history,
     }
     return SinkhornResult(f=f.double().cpu().numpy(), g=g.double().cpu().numpy(), diagnostics=diagnostics)
 
@@ -604,7 +746,8 @@ def c_transform_scores(
     b: Any = None,
     block_size: int | None = None,
     device: str | torch.device | None = None,
-    gemm_dtype: str = "float32",
+    gemm_dtype: str | None = None,
+    compile: bool | str | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Candidate potentials from a fixed target potential by the entropic c-transform.
@@ -622,6 +765,8 @@ def c_transform_scores(
         ``SinkhornResult.g`` of a solve against the same ``target``, in cost units.
     eps : float
         The eps of that solve (absolute, cost units).
+    b, block_size, device, gemm_dtype, compile, progress
+        As in :func:`sinkhorn`.
 
     Returns
     -------
@@ -634,17 +779,26 @@ def c_transform_scores(
     if g_np.shape != (y.shape[0],):
         raise GotdInputError(f"target_potential has shape {g_np.shape}, expected ({y.shape[0]},) to match target")
     dev = torch.device(device) if device is not None else default_device()
+    gemm_dtype = resolve_gemm_dtype(gemm_dtype, dev)
+    backend = resolve_compile(compile, dev)
     bsize = _pick_block_size(x.shape[0], y.shape[0], dev, block_size)
     eps = float(eps)
-    dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=False)
+    if not eps > 0:
+        raise GotdInputError(f"eps must be > 0, got {eps}")
+    dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=False,
+                      compile_backend=backend)
     g = torch.as_tensor(g_np, dtype=torch.float32, device=dev)
     log_b = _as_weights(b, y.shape[0], "b").log().to(dev, torch.float32)
     shift = (g - dots.q) / eps + log_b
-    out = np.empty(x.shape[0], dtype=np.float64)
+    # Kept on the device and copied once at the end: no host synchronisation per block.
+    out = torch.empty(x.shape[0], dtype=torch.float32, device=dev)
     for k, start in enumerate(tqdm(dots.starts, desc="c-transform", unit="block", disable=not progress, leave=False)):
-        f_blk = _row_step(dots, k, shift, eps)[0]
-        out[start:start + f_blk.shape[0]] = f_blk.double().cpu().numpy()
-    return out
+        if backend is not None:
+            f_blk = dots.compiled_row_potential(k, shift)
+        else:
+            f_blk = _row_step(dots, k, shift, eps)[0]
+        out[start:start + f_blk.shape[0]] = f_blk
+    return out.double().cpu().numpy()
 
 
 def ot_gradients(pool: Any, target: Any, *, eps: float | None = None, **options: Any) -> np.ndarray:
@@ -686,8 +840,10 @@ def ot_gradients_with_diagnostics(
     if not 2 <= size <= n:
         raise GotdInputError(f"subsample must give between 2 and {n} candidates (a count, or a fraction <= 1), got {subsample}")
     rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    result = sinkhorn(x[torch.as_tensor(rows)], target, eps=eps, **options)
-    scoring = {k: options[k] for k in ("b", "block_size", "device", "gemm_dtype", "progress") if k in options}
+    result = sinkhorn(x[torch.as_tensor(rows, device=x.device)], target, eps=eps, **options)
+    scoring = {k: options[k] for k in ("b", "block_size", "device", "gemm_dtype", "compile", "progress") if k in options}
+    started = time.perf_counter()
     f_all = c_transform_scores(x, target, result.g, eps=result.diagnostics["eps"], **scoring)
-    diagnostics = {**result.diagnostics, "subsample": size, "subsample_seed": seed, "n": n}
+    diagnostics = {**result.diagnostics, "subsample": size, "subsample_seed": seed, "n": n,
+                   "scoring_seconds": time.perf_counter() - started}
     return calibrated_gradients(f_all), diagnostics

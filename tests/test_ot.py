@@ -10,11 +10,14 @@ from scipy.stats import spearmanr
 from gotd import ot_gradients
 from gotd.errors import GotdInputError
 from gotd.ot import (
+    _as_matrix,
     c_transform_scores,
     calibrated_gradients,
     cost_moments,
     ot_gradients_with_diagnostics,
+    resolve_compile,
     resolve_eps,
+    resolve_gemm_dtype,
     sinkhorn,
 )
 
@@ -198,3 +201,59 @@ def test_non_convergence_warns_and_is_recorded() -> None:
         res = sinkhorn(pool, target, max_iter=2, tol=1e-8)
     assert res.diagnostics["converged"] is False
     assert res.diagnostics["iterations"] == 2
+
+
+# ---- GPU path options, checked on the CPU ----------------------------------------------------------------
+def test_compile_and_gemm_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile(None, cpu) is None
+    assert resolve_compile(None, cuda) == "inductor"
+    assert resolve_compile(True, cpu) == "inductor"
+    assert resolve_compile(False, cuda) is None
+    assert resolve_compile("aot_eager", cpu) == "aot_eager"
+    with pytest.raises(GotdInputError, match="not a torch.compile backend"):
+        resolve_compile("no-such-backend", cpu)
+    assert resolve_gemm_dtype(None, cpu) == "float32"
+    assert resolve_gemm_dtype("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(GotdInputError, match="gemm_dtype"):
+        resolve_gemm_dtype("int8", cpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_gemm_dtype(None, cuda) == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_gemm_dtype(None, cuda) == "float32"
+
+
+def test_cpu_defaults_are_recorded_and_unchanged() -> None:
+    pool, target = clustered(300, 20)
+    d = sinkhorn(pool, target, eps=0.5).diagnostics
+    assert d["compile"] is None and d["gemm_dtype"] == "float32" and d["device"] == "cpu"
+
+
+@pytest.mark.parametrize("path", ["online", "stored"])
+def test_compiled_block_step_matches_the_eager_step(path: str) -> None:
+    # "aot_eager" traces the functional step through dynamo and AOTAutograd in full (fullgraph=True, so
+    # a graph break fails the test) without C++ code generation, which takes minutes on a small CPU.
+    pool, target = clustered(512, 32, seed=6)  # whole blocks only: one compiled shape
+    eager = sinkhorn(pool, target, tol=1e-5, path=path, block_size=128)
+    compiled = sinkhorn(pool, target, tol=1e-5, path=path, block_size=128, compile="aot_eager")
+    assert compiled.diagnostics["compile"] == "aot_eager"
+    assert compiled.diagnostics["iterations"] == eager.diagnostics["iterations"]
+    np.testing.assert_allclose(compiled.f, eager.f, atol=1e-5 * np.ptp(eager.f))
+    np.testing.assert_allclose(compiled.g, eager.g, atol=1e-5 * np.ptp(eager.g))
+    eps = eager.diagnostics["eps"]
+    scored = c_transform_scores(pool, target, eager.g, eps=eps, block_size=128)
+    scored_compiled = c_transform_scores(pool, target, eager.g, eps=eps, block_size=128, compile="aot_eager")
+    np.testing.assert_allclose(scored_compiled, scored, atol=1e-5 * np.ptp(scored))
+
+
+def test_torch_input_is_not_copied() -> None:
+    pool = torch.randn(50, 4)
+    assert _as_matrix(pool, "pool").data_ptr() == pool.data_ptr()
+
+
+def test_subsample_diagnostics_time_the_scoring_pass() -> None:
+    pool, target = clustered(2000, 40, seed=7)
+    _, diag = ot_gradients_with_diagnostics(pool, target, subsample=500, seed=1)
+    assert diag["subsample"] == 500 and diag["subsample_seed"] == 1 and diag["n"] == 2000
+    assert diag["scoring_seconds"] >= 0 and diag["compile"] is None
