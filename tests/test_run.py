@@ -233,6 +233,8 @@ def test_run_resumes_after_an_interruption(notebooks: Path, tmp_path: Path,
         assert "budget" in point.html.read_text()
     index = (run_root / "index.html").read_text()
     assert "03_evaluate-budget=7-seed=3.html" in index and "max_index" in index and "Provenance" in index
+    # The standard figures: one per task x metric, drawn from the collected table.
+    assert (run_root / "figures" / "toy-count.png").is_file() and 'src="figures/toy-count.png"' in index
 
     # A third run does nothing and gives the same table.
     executed.clear()

@@ -7,10 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from gotd._io import atomic_path
+from gotd.notebook_io import RESULT_COLUMNS
 from gotd.runner.grid import Point
-
-RESULT_COLUMNS = ("notebook", "task", "method", "budget", "seed", "model", "metric", "value")
-"""Columns every notebook's ``results.csv`` must have: one row per model x task x metric x seed."""
 
 
 def collect_results(points: Sequence[Point], out_dir: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import html
-import importlib
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,36 +50,38 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{text} (n={n})"
 
 
-def standard_figures(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """The figures of :mod:`gotd.plots` that take the collected results table, saved as PNG in ``out_dir``.
+def standard_figures(results: pd.DataFrame, out_dir: Path, *, max_figures: int = 24) -> list[Path]:
+    """One figure per task x metric of the collected results (:func:`gotd.plots.results_points`), as PNG.
 
-    ``gotd.plots`` may list such functions in ``RESULT_FIGURES`` (name -> function(results) -> Figure); when
-    the module or the list is absent, no figure is drawn and the report shows the tables only.
+    Each shows the mean and standard deviation over seeds per method (one colour per budget when there are
+    several), with the single runs as dots. Nothing is drawn when :mod:`gotd.plots` or matplotlib is
+    missing or the table is empty; at most ``max_figures`` are drawn (the tables hold everything).
     """
+    needed = {"task", "metric", "method", "value"}
+    if results.empty or not needed <= set(results.columns):
+        return []
     try:
-        plots = importlib.import_module("gotd.plots")
+        from gotd import plots
     except ImportError:
         return []
-    makers: dict[str, Callable[[pd.DataFrame], Any]] = getattr(plots, "RESULT_FIGURES", {}) or {}
-    if results.empty or not makers:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, make in makers.items():
-        fig = make(results)
-        if fig is None:
-            continue
-        path = out_dir / f"{name}.png"
+    written: list[Path] = []
+    frame = results.dropna(subset=["value"]).copy()
+    frame["method"] = frame["method"].astype(object).where(frame["method"].notna(), "-")
+    for (task, metric), sub in frame.groupby(["task", "metric"], sort=True, dropna=False):
+        if len(written) >= max_figures:
+            break
+        hue = "budget" if "budget" in sub.columns and sub["budget"].nunique() > 1 else None
+        fig = plots.results_points(sub, str(metric), x="method", hue=hue, title=f"{task}: {metric}")
+        path = out_dir / f"{_file_stem(f'{task}-{metric}')}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         written.append(path)
     return written
+
+
+def _file_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "figure"
 
 
 def write_index(run_root: Path, *, title: str, description: str, points: Sequence[Point],
