@@ -325,11 +325,22 @@ def metric_lines(table: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
     return fig
 
 
-def eps_effect(table: pd.DataFrame, *, y: str = "rare_share", ylabel: str = "share of the rare cluster in the selection"
-               ) -> Figure:
-    """How the selection changes with eps (relative to std of the cost): ``y`` against ``eps_rel``."""
-    return metric_lines(table, "eps_rel", y, hue="method" if "method" in table.columns else None, logx=True,
-                        title="Effect of the entropic regularisation", xlabel="eps / std(C)", ylabel=ylabel)
+def eps_effect(table: pd.DataFrame, *, measures: Mapping[str, str] | None = None) -> Figure:
+    """How the selection changes with eps: each measure (column -> label) against ``eps_rel``, log x axis.
+
+    Default measures: ``rare_share`` and ``overlap_with_smallest_eps`` when the table has them.
+    """
+    _require_columns(table, ["eps_rel"], "eps_effect")
+    measures = measures or {c: label for c, label in (("rare_share", "share of the rare cluster"),
+                                                      ("overlap_with_smallest_eps", "overlap with the smallest eps"))
+                            if c in table.columns}
+    if not measures:
+        raise GotdInputError("eps_effect: no measure columns to plot; pass measures={column: label}")
+    long = table.melt(id_vars=["eps_rel"], value_vars=list(measures), var_name="column", value_name="value")
+    long["measure"] = long["column"].map(measures)
+    return metric_lines(long, "eps_rel", "value", hue="measure", logx=True,
+                        title="Effect of the entropic regularisation on the GOT-D selection",
+                        xlabel="eps / std(C)", ylabel="share of the selection")
 
 
 def convergence(histories: Mapping[str, Sequence[float]], *, tol: float | None = None) -> Figure:
