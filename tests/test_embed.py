@@ -319,3 +319,90 @@ def test_default_minilm_puts_similar_sentences_closer() -> None:
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 2] + 0.3
     assert similarity[0, 1] > similarity[1, 2] + 0.3
+
+
+# ---- storage dtype and background tokenisation --------------------------------------------------------
+@pytest.mark.parametrize(("storage_dtype", "disk_dtype"), [("bfloat16", np.uint16), ("float16", np.float16)])
+def test_low_precision_storage_round_trips_to_float32(
+    tiny_model_dir: Path, texts, tmp_path: Path, storage_dtype: str, disk_dtype: type
+) -> None:
+    full = _encoder(tiny_model_dir).encode(texts, progress=False)
+    encoder = _encoder(tiny_model_dir, storage_dtype=storage_dtype)
+    cached = encoder.encode(texts, cache_dir=tmp_path, progress=False, shard_size=4)
+    uncached = encoder.encode(texts, progress=False)
+    assert cached.dtype == np.float32
+    np.testing.assert_array_equal(cached, uncached)  # same rounding with and without a cache
+    expected = torch.from_numpy(full).to(getattr(torch, storage_dtype)).float().numpy()
+    np.testing.assert_array_equal(cached, expected)
+    assert 0 < np.abs(cached - full).max() <= 2**-8 * np.abs(full).max()
+
+    key = encoder.cache_key(texts)
+    folder = tmp_path / key
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["storage_dtype"] == storage_dtype and manifest["settings"]["storage_dtype"] == storage_dtype
+    assert np.load(folder / "shard-00000.npy").dtype == disk_dtype
+    np.testing.assert_array_equal(load_cached_embeddings(tmp_path, key), cached)
+    assert key != _encoder(tiny_model_dir).cache_key(texts)
+
+
+def test_float32_storage_keeps_the_cache_keys_it_always_had(tiny_model_dir: Path, texts) -> None:
+    settings = _encoder(tiny_model_dir).settings()
+    assert settings["storage_dtype"] == "float32"
+    without = {name: value for name, value in settings.items() if name != "storage_dtype"}
+    fingerprint = embed.texts_fingerprint(texts)
+    assert embedding_cache_key(fingerprint, without) == embedding_cache_key(fingerprint, settings)
+    with pytest.raises(GotdInputError, match="storage_dtype"):
+        _encoder(tiny_model_dir, storage_dtype="int8")
+
+
+def test_bf16_bits_match_torch_rounding() -> None:
+    values = np.array([[1.0, -2.5, 3.14159265, 1e-30, 6.5e4, -0.0]], dtype=np.float32)
+    stored = embed.to_storage(values, "bfloat16")
+    assert stored.dtype == np.uint16
+    np.testing.assert_array_equal(embed.from_storage(stored, "bfloat16"),
+                                  torch.from_numpy(values).bfloat16().float().numpy())
+
+
+def test_background_tokenisation_gives_identical_embeddings(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    rng = random.Random(7)
+    many = [_sentence(rng, rng.randint(1, 20)) for _ in range(37)]
+    inline = _encoder(tiny_model_dir, tokenize_workers=0, batch_size=5)
+    assert _encoder(tiny_model_dir).tokenize_workers == 0  # default on a CPU
+    reference = inline.encode(many, progress=False, shard_size=8)
+    threads_before = threading.active_count()
+    for workers in (1, 3):
+        encoder = _encoder(tiny_model_dir, tokenize_workers=workers, batch_size=5)
+        np.testing.assert_array_equal(encoder.encode(many, progress=False, shard_size=8), reference)
+        cached = encoder.encode(many, cache_dir=tmp_path / str(workers), progress=False, shard_size=8)
+        np.testing.assert_array_equal(cached, reference)
+        assert not encoder._lookahead  # every prepared block was consumed
+    assert threading.active_count() == threads_before  # the worker threads are gone
+    with pytest.raises(GotdInputError, match="tokenize_workers"):
+        _encoder(tiny_model_dir, tokenize_workers=-1)
+
+
+def test_interrupted_run_with_workers_leaves_no_threads(tiny_model_dir: Path, texts, tmp_path, monkeypatch) -> None:
+    import threading
+
+    original = Encoder._encode_block
+    calls: list[int] = []
+
+    def crash_on_second_block(self, block, bar):
+        calls.append(len(block))
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self, block, bar)
+
+    threads_before = threading.active_count()
+    encoder = _encoder(tiny_model_dir, tokenize_workers=2)
+    monkeypatch.setattr(Encoder, "_encode_block", crash_on_second_block)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.encode(texts, cache_dir=tmp_path, progress=False, shard_size=4)
+    assert threading.active_count() == threads_before and not encoder._lookahead
+    monkeypatch.setattr(Encoder, "_encode_block", original)
+    resumed = encoder.encode(texts, cache_dir=tmp_path, progress=False)
+    assert encoder.last_stats["n_from_cache"] == 4
+    # batches are composed differently than in one block: equal up to float32 summation order
+    np.testing.assert_allclose(resumed, _encoder(tiny_model_dir).encode(texts, progress=False), atol=1e-6, rtol=0)
