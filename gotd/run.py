@@ -157,7 +157,8 @@ def run_config(
                 bar.write(f"{point.name}: done earlier, skipped")
                 continue
             result = execute_point(point, kernel_name=kernel, notebook_sha=fingerprints[point.stage.name],
-                                   cwd=cwd, progress=progress, stream_output=stream_output)
+                                   cwd=cwd, progress=progress, stream_output=stream_output,
+                                   keep_partial=not (force or upstream_ran))
             summary.results[point.name] = result
             executed.add(point.name)
             if result.status == "failed":

@@ -270,6 +270,34 @@ def test_failing_point_is_reported_and_the_others_finish(notebooks: Path, tmp_pa
     failed = next(p for p in record["points"] if p["status"] == "failed")
     assert failed["error"]["cell_index"] == 4
 
+    # Running again retries only the failed point, and keeps what its unfinished attempt left (checkpoints).
+    partial = run_root / "01_select-budget=7-seed=3" / "models" / "checkpoint-1"
+    partial.mkdir(parents=True)
+    again = run_module.run_config(config, reports_dir=tmp_path / "reports", progress=False, stream_output=False,
+                                  html=False)
+    assert [again.results[p.name].status for p in again.points] == ["skipped", "failed", "skipped", "blocked"]
+    assert partial.is_dir()
+
+
+def test_unfinished_attempt_is_kept_only_for_the_same_parameters(notebooks: Path, tmp_path: Path) -> None:
+    from gotd.runner.execute import _prepare_run_dir
+
+    point = expand_points(validate_config(make_config(notebooks)), tmp_path)[0]
+    _prepare_run_dir(point, "sha", keep_partial=True)
+    (point.run_dir / "models").mkdir()
+    (point.run_dir / "results.csv").write_text("stale")
+    _prepare_run_dir(point, "sha", keep_partial=True)
+    assert (point.run_dir / "models").is_dir() and not (point.run_dir / "results.csv").exists()
+    _prepare_run_dir(point, "other notebook code", keep_partial=True)
+    assert not (point.run_dir / "models").exists()
+    (point.run_dir / "models").mkdir()
+    _prepare_run_dir(point, "other notebook code", keep_partial=False)  # --force or upstream ran again
+    assert not (point.run_dir / "models").exists()
+    (point.run_dir / "models").mkdir()
+    (point.run_dir / MARKER_FILE).write_text("{}")  # a finished attempt is never resumed
+    _prepare_run_dir(point, "other notebook code", keep_partial=True)
+    assert not (point.run_dir / "models").exists()
+
 
 def test_fail_fast_and_blocked_points(notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Orchestration only: the notebooks are replaced by a stub that fails one point."""

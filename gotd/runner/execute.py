@@ -21,6 +21,9 @@ from gotd.runner.grid import Point
 MARKER_FILE = ".gotd-done.json"
 """Written into a point's folder after its notebook ran to the end: the point is then skipped on resume."""
 
+ATTEMPT_FILE = ".gotd-attempt.json"
+"""Written into a point's folder when its notebook starts: which parameters and code the files come from."""
+
 KERNEL_NAME = "python3"
 
 _TYPE_CHECKS: dict[str, tuple[type, ...]] = {
@@ -159,6 +162,23 @@ def is_done(point: Point, notebook_sha: str) -> bool:
             and record.get("notebook_sha256") == notebook_sha)
 
 
+def _prepare_run_dir(point: Point, notebook_sha: str, keep_partial: bool) -> None:
+    attempt = {"parameters_sha256": parameters_fingerprint(point.parameters), "notebook_sha256": notebook_sha}
+    attempt_file = point.run_dir / ATTEMPT_FILE
+    resumable = False
+    if keep_partial and attempt_file.is_file() and not (point.run_dir / MARKER_FILE).exists():
+        try:
+            resumable = json.loads(attempt_file.read_text(encoding="utf-8")) == attempt
+        except (OSError, json.JSONDecodeError):
+            resumable = False
+    if point.run_dir.exists() and not resumable:
+        shutil.rmtree(point.run_dir)
+    point.run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (MARKER_FILE, "results.csv"):
+        (point.run_dir / stale).unlink(missing_ok=True)
+    write_json_atomic(attempt_file, attempt)
+
+
 class _Tee:
     """A write-only stream that copies to several streams (the point's log file and, optionally, stderr)."""
 
@@ -176,10 +196,14 @@ class _Tee:
 
 
 def execute_point(point: Point, *, kernel_name: str, notebook_sha: str, cwd: Path, progress: bool = True,
-                  stream_output: bool = True) -> PointResult:
+                  stream_output: bool = True, keep_partial: bool = True) -> PointResult:
     """Run the point's notebook with papermill and write its completion marker on success.
 
-    The point's folder is emptied first, so it only ever holds the files of one execution. The executed
+    The point's folder is emptied first, so it holds the files of one execution only, with one exception:
+    when ``keep_partial`` is set and the folder holds an unfinished attempt with the same parameters and
+    notebook code (an interrupted or failed run), its files stay, so that a notebook that resumes its own
+    work (training checkpoints under ``models/``) can pick up where it stopped; only its ``results.csv``
+    goes. The executed
     notebook goes to ``point.output_notebook`` (also on failure: papermill adds an error banner), the
     kernel's stdout and stderr to ``<run>/logs/<point>.log``; stderr (progress bars) is also copied to this
     process's stderr when ``stream_output`` is set.
@@ -193,9 +217,7 @@ def execute_point(point: Point, *, kernel_name: str, notebook_sha: str, cwd: Pat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    if point.run_dir.exists():
-        shutil.rmtree(point.run_dir)
-    point.run_dir.mkdir(parents=True)
+    _prepare_run_dir(point, notebook_sha, keep_partial)
     log_path = point.run_dir.parent / "logs" / f"{point.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
