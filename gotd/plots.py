@@ -106,10 +106,10 @@ def domain_makeup(shares: pd.DataFrame, *, title: str = "Domain make-up of each 
         fig = Figure(figsize=(8, 0.5 * len(shares) + 1.5), layout="constrained")
         ax = fig.subplots()
         left = np.zeros(len(shares))
-        cmap = matplotlib.colormaps["tab20"]
+        cmap = matplotlib.colormaps["tab10"] if len(shares.columns) <= 10 else matplotlib.colormaps["tab20"]
         for j, domain in enumerate(shares.columns):
             values = shares[domain].to_numpy(dtype=float)
-            ax.barh(range(len(shares)), values, left=left, color=cmap(j % 20), label=str(domain))
+            ax.barh(range(len(shares)), values, left=left, color=cmap(j % cmap.N), label=str(domain))
             for y, (x0, w) in enumerate(zip(left, values)):
                 if w >= 0.08:
                     ax.text(x0 + w / 2, y, f"{w:.0%}", ha="center", va="center", fontsize=8)
