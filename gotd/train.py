@@ -294,8 +294,7 @@ def load_training_texts(source: Any, *, text_field: str = "text") -> tuple[list[
                 raise GotdInputError(f"selection {path} has no '{text_field}' column; it was saved without the "
                                      "pool records; write it with gotd.pipeline.write_selection or `gotd select`")
             frame = read_texts(frame[[text_field]].rename(columns={text_field: "text"}))
-            data["selection"] = {k: meta.get(k) for k in ("method", "seed")}
-            data["selection"]["budget"] = (meta.get("params") or {}).get("budget")
+            data["selection"] = {k: meta.get(k) for k in ("method", "seed", "budget")}
         else:
             frame = read_texts(path, text_field=text_field)
         data["source"] = os.fspath(path)
