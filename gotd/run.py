@@ -187,7 +187,7 @@ def run_config(
                 continue
             if not point.html.is_file() or point.html.stat().st_mtime < nb.stat().st_mtime:
                 render_html(nb, point.html)
-    figures = standard_figures(summary.table, run_root / "figures")
+    figures = standard_figures(summary.table, run_root / "figures", stage_order=[s.name for s in config.stages])
     record["problems"] = summary.problems
     _write_record(run_root, config, summary, record, started)
     write_index(run_root, title=f"gotd run {config.name}", description=config.description, points=points,

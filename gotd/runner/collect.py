@@ -47,6 +47,10 @@ def collect_results(points: Sequence[Point], out_dir: Path) -> tuple[pd.DataFram
             table[column] = pd.NA
     if "value" in table.columns:
         table["value"] = pd.to_numeric(table["value"], errors="coerce")
+    for column in ("budget", "seed"):  # rows without a budget (the pool, the base model) make floats of ints
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().sum() == table[column].notna().sum() and (values.dropna() % 1 == 0).all():
+            table[column] = values.astype("Int64")
     # Mixed-type object columns (e.g. budget given as int by one notebook and "none" by another) would
     # make parquet fail: store those as strings.
     for column in table.columns:

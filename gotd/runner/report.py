@@ -50,12 +50,14 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{text} (n={n})"
 
 
-def standard_figures(results: pd.DataFrame, out_dir: Path, *, max_figures: int = 24) -> list[Path]:
+def standard_figures(results: pd.DataFrame, out_dir: Path, *, stage_order: Sequence[str] = (),
+                     max_figures: int = 24) -> list[Path]:
     """One figure per task x metric of the collected results (:func:`gotd.plots.results_points`), as PNG.
 
     Each shows the mean and standard deviation over seeds per method (one colour per budget when there are
     several), with the single runs as dots. Nothing is drawn when :mod:`gotd.plots` or matplotlib is
-    missing or the table is empty; at most ``max_figures`` are drawn (the tables hold everything).
+    missing or the table is empty. At most ``max_figures`` are drawn (the tables hold everything), those of
+    the last stage in ``stage_order`` (the evaluation) first.
     """
     needed = {"task", "metric", "method", "value"}
     if results.empty or not needed <= set(results.columns):
@@ -67,7 +69,11 @@ def standard_figures(results: pd.DataFrame, out_dir: Path, *, max_figures: int =
     written: list[Path] = []
     frame = results.dropna(subset=["value"]).copy()
     frame["method"] = frame["method"].astype(object).where(frame["method"].notna(), "-")
-    for (task, metric), sub in frame.groupby(["task", "metric"], sort=True, dropna=False):
+    rank = {name: -i for i, name in enumerate(stage_order)}
+    frame["_rank"] = frame["stage"].map(rank).fillna(0) if "stage" in frame.columns else 0
+    groups = sorted(frame.groupby(["task", "metric"], sort=True, dropna=False),
+                    key=lambda item: item[1]["_rank"].min())
+    for (task, metric), sub in groups:
         if len(written) >= max_figures:
             break
         hue = "budget" if "budget" in sub.columns and sub["budget"].nunique() > 1 else None
