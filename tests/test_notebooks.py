@@ -1,0 +1,172 @@
+"""The notebooks: paired scripts in sync, no committed outputs, parameters cells, and smoke executions.
+
+Each notebook is executed with papermill at smoke size (toy data, tiny settings) into a temporary run
+folder, and what it wrote is checked: results.csv rows and values, selection files, figures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
+papermill = pytest.importorskip("papermill")
+
+from gotd.notebook_io import RESULT_COLUMNS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+KERNEL = "python3"
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A ``python3`` kernel spec that runs this interpreter, found first through JUPYTER_PATH."""
+    folder = tmp_path_factory.mktemp("jupyter") / "kernels" / KERNEL
+    folder.mkdir(parents=True)
+    (folder / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (gotd tests)", "language": "python"}))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(folder.parents[1])] + ([old] if old else []))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    yield
+    if old is None:
+        os.environ.pop("JUPYTER_PATH", None)
+    else:
+        os.environ["JUPYTER_PATH"] = old
+
+
+def _execute(name: str, tmp_path: Path, **parameters: object) -> Path:
+    run_dir = tmp_path / "run"
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
+                               parameters={"run_dir": str(run_dir), "smoke": True, **parameters},
+                               kernel_name=KERNEL, progress_bar=False, cwd=str(NOTEBOOKS))
+    return run_dir
+
+
+def _results(run_dir: Path, notebook: str) -> pd.DataFrame:
+    results = pd.read_csv(run_dir / "results.csv")
+    assert list(results.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert (results["notebook"] == notebook).all()
+    assert results["value"].notna().all()
+    return results
+
+
+def _value(results: pd.DataFrame, method: str, metric: str) -> float:
+    rows = results[(results["method"] == method) & (results["metric"] == metric)]
+    assert len(rows) == 1, f"expected one {metric} row for {method}, got {len(rows)}"
+    return float(rows["value"].iloc[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# what is committed
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_every_notebook_has_a_paired_script_and_the_five_exist() -> None:
+    stems = {p.stem for p in _notebooks()}
+    assert stems == {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")}
+    assert {"00_ot_gradients_explained", "01_select", "04_ablations"} <= stems
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs_and_matches_its_script(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name} cell {i} has outputs; run `nbstripout {path}` before committing")
+    assert "papermill" not in nb.metadata, f"{path.name} is an executed copy; commit the clean notebook"
+    script = jupytext.read(path.with_suffix(".py"))
+    pairs = list(zip(nb.cells, script.cells))
+    assert len(nb.cells) == len(script.cells), (
+        f"{path.name} and its .py differ in cell count; run `jupytext --sync {path.with_suffix('.py')}`")
+    for i, (a, b) in enumerate(pairs):
+        assert (a.cell_type, a.source.strip()) == (b.cell_type, b.source.strip()), (
+            f"{path.name} cell {i} differs from the paired script; run `jupytext --sync {path.with_suffix('.py')}`")
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_parameters_cell_is_plain_literals_with_run_dir_and_smoke(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    params = papermill.inspect_notebook(str(path))
+    assert params["run_dir"]["inferred_type_name"] == "str"
+    assert params["smoke"]["inferred_type_name"] == "bool" and params["smoke"]["default"] == "False"
+    for name, spec in params.items():
+        assert spec["help"], f"{path.name}: parameter {name} has no help comment"
+        assert spec["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
+
+
+# ---------------------------------------------------------------------------------------------------
+# smoke executions
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_00_ot_gradients_explained(kernel_env: None, tmp_path: Path) -> None:
+    run_dir = _execute("00_ot_gradients_explained", tmp_path)
+    results = _results(run_dir, "00_ot_gradients_explained")
+    # The pool under-represents the rare cluster: GOT-D takes it, matching and random do not.
+    assert _value(results, "gotd", "rare_share") == 1.0
+    assert _value(results, "matching", "rare_share") < 0.5 and _value(results, "random", "rare_share") < 0.5
+    assert _value(results, "gotd", "ot_change_lam0.05") < _value(results, "matching", "ot_change_lam0.05") < 1.0
+    sweep = results[results["metric"] == "rare_share_eps_sweep"]
+    assert len(sweep) == 3 and sweep["eps_rel"].is_monotonic_increasing
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert figures == {"ot_plan", "gradient_map", "selections", "mixture_ot_change", "eps_effect", "eps_gradient_maps"}
+    assert json.loads((run_dir / "run.json").read_text())["parameters"]["smoke"] is True
+
+
+@pytest.mark.slow
+def test_01_select(kernel_env: None, tmp_path: Path) -> None:
+    methods = ["gotd", "matching", "knn", "dsir", "random"]
+    run_dir = _execute("01_select", tmp_path, cache_dir="none", budget=24)
+    for method in methods:
+        lines = (run_dir / "selections" / f"{method}.jsonl").read_text().splitlines()
+        assert len(lines) == 24
+        rows = [json.loads(line) for line in lines]
+        assert [r["rank"] for r in rows] == list(range(1, 25)) and len({r["index"] for r in rows}) == 24
+        assert {r["domain"] for r in rows} <= {"film", "politics", "science", "sport"}
+        assert json.loads((run_dir / "selections" / f"{method}.jsonl.json").read_text())["method"] == method
+    results = _results(run_dir, "01_select")
+    assert set(results["method"]) == set(methods) | {"(pool)"}
+    assert (results.loc[results["method"] != "(pool)", "budget"] == 24).all()
+    # The toy target is film reviews and film is 10% of the toy pool (24 chunks): GOT-D takes all of it.
+    assert _value(results, "gotd", "domain_share:film") == 1.0
+    assert _value(results, "random", "domain_share:film") < 0.5
+    assert _value(results, "gotd", "overlap_with_gotd") == 1.0
+    domain_distances = results[results["metric"].str.startswith("domain_ot_distance:")]
+    assert domain_distances.sort_values("value")["metric"].iloc[0] == "domain_ot_distance:film"
+    assert _value(results, "gotd", "ot_change_lam0.05") < _value(results, "random", "ot_change_lam0.05")
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert figures == {"convergence", "score_distributions", "domain_makeup", "projection", "overlap",
+                       "mixture_ot_change"}
+
+
+@pytest.mark.slow
+def test_04_ablations(kernel_env: None, tmp_path: Path) -> None:
+    run_dir = _execute("04_ablations", tmp_path, cache_dir="none")
+    results = _results(run_dir, "04_ablations")
+    assert set(results["ablation"]) == {"eps_rel", "tol", "strategy", "budget", "pool_fraction", "encoder",
+                                        "calibration"}
+    calibration = results[results["ablation"] == "calibration"]
+    assert calibration["value"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    agreement = results[results["metric"] == "topk_agreement"]
+    assert agreement["value"].between(0, 1).all()
+    # The first encoder variant is the reference's own embeddings and settings: full agreement.
+    assert agreement[(agreement["ablation"] == "encoder") & (agreement["setting"] == "mean")]["value"].eq(1.0).all()
+    figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert figures == {"eps_agreement", "tol_agreement", "strategy_agreement", "budget_domains",
+                       "pool_size_agreement", "encoder_overlap"}
