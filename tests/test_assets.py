@@ -14,7 +14,7 @@ from gotd import assets
 from gotd.assets import build, download
 from gotd.cli import main
 from gotd.errors import GotdError, GotdInputError
-from assets_fixtures import RT_ROWS, fake_registry  # noqa: F401  (fixture)
+from assets_fixtures import PROSE, RT_ROWS, fake_registry  # noqa: F401  (fixture)
 
 
 def test_rotten_tomatoes_parses_labels_and_splits(fake_registry):
@@ -66,6 +66,11 @@ def test_pool_parsers_from_wheel_npm_and_debian_archives(fake_registry):
     brown = assets.load("brown", data_dir)
     assert brown["text"].tolist() == ['The jury said " no " .', "It was late ."]
     assert brown["genre"].tolist() == ["news", "news"]
+    assets.fetch("python-docs", data_dir)
+    docs = assets.load("python-docs", data_dir)
+    assert docs["text"].tolist() == [PROSE.replace(":func:`len`", "len").replace("``len(x)``", "len(x)").replace(
+        ":meth:`~object.__len__`", "__len__")]
+    assert docs["page"].tolist() == ["library/functions"]
 
 
 def test_splits_are_seeded_and_keep_duplicates_together():
@@ -328,7 +333,7 @@ def test_cli_list_fetch_and_errors(fake_registry, capsys, monkeypatch):
     monkeypatch.setattr(download.shutil, "which", lambda name: None)
     assert main(["data", "fetch", "--all", "--data-dir", str(data_dir)]) == 1
     err = capsys.readouterr().err
-    assert "web-mix: skipped" in err and "fortunes: skipped" in err
+    assert "web-mix: skipped" in err and "fortunes: skipped" in err and "python-docs: skipped" in err
     assert assets.is_built("bbc-news", data_dir) and not assets.is_built("web-mix", data_dir)
 
 

