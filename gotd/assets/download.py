@@ -19,7 +19,7 @@ from pathlib import Path
 from gotd.assets.registry import PackageSource
 from gotd.errors import GotdError
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "download_package", "read_members", "ClientMissingError"]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "download_package", "missing_client", "read_members", "ClientMissingError"]
 
 DOWNLOAD_TIMEOUT_S = 300.0
 _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".deb")
@@ -32,6 +32,14 @@ class ClientMissingError(GotdError):
     """The registry's command-line client (npm, apt-get) is not installed: an optional source is unavailable."""
 
 
+def missing_client(source: PackageSource) -> str | None:
+    """Why ``source`` cannot be downloaded here (its npm/apt-get client is not installed), or ``None``."""
+    if source.registry == "pypi" or shutil.which(source.client) is not None:
+        return None
+    return (f"{source.requirement} is on the {source.registry} registry and needs the `{source.client}` client, "
+            f"which is not installed: {_INSTALL_HINT[source.client]}, or leave this optional data set out")
+
+
 def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Download one package archive into the empty folder ``dest`` (no install, no dependencies).
 
@@ -40,10 +48,9 @@ def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNL
     """
     dest = Path(dest)
     cmd = source.command(dest)
-    if source.registry != "pypi" and shutil.which(cmd[0]) is None:
-        raise ClientMissingError(
-            f"{source.requirement} is on the {source.registry} registry and needs the `{cmd[0]}` client, which "
-            f"is not installed: {_INSTALL_HINT[source.client]}, or leave this optional data set out")
+    missing = missing_client(source)
+    if missing:
+        raise ClientMissingError(missing)
     by_hand = " ".join(["pip", *source.pip_command("DIR")[3:]] if source.registry == "pypi" else
                        source.command("DIR"))
     hint = (f"could not download {source.requirement} from {source.registry}; check the network or a "
