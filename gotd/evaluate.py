@@ -50,6 +50,8 @@ __all__ = [
     "few_label_finetune",
     "generate_continuations",
     "toxicity_eval",
+    "evaluate_on_task",
+    "EVALUATIONS",
     "classification_metrics",
     "bootstrap_ci",
     "write_results",
@@ -900,3 +902,113 @@ def toxicity_eval(model: Any, tokenizer: Any, prompts: Sequence[str], scorer: An
         table = pd.concat([table, ppl], ignore_index=True)
     table.attrs["generations"] = generations
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# A built task, several evaluations
+
+
+EVALUATIONS = ("zero-shot", "perplexity", "finetune", "toxicity")
+"""Names accepted by :func:`evaluate_on_task` (and ``gotd evaluate --metrics``)."""
+
+
+def _task_split(name: str, split: str, data_dir: str | os.PathLike[str], max_examples: int | None,
+                seed: int) -> tuple[list[str], list[Any], int]:
+    """Texts and labels of one split of a built task, optionally the first ``max_examples`` of a seeded
+    permutation (stated in the log and in the ``n`` column, never silent)."""
+    from gotd.assets import load, task_info
+
+    info = task_info(name)
+    frame = load(name, data_dir=data_dir, split=split)
+    if len(frame) == 0:
+        raise GotdInputError(f"task {name!r} has no rows in split {split!r}")
+    n_all = len(frame)
+    if max_examples is not None and max_examples < n_all:
+        rows = np.sort(np.random.default_rng(seed).permutation(n_all)[:max_examples])
+        frame = frame.iloc[rows].reset_index(drop=True)
+        logger.warning("%s/%s: evaluating %d of %d examples (max_examples, seed %d)", name, split, max_examples,
+                       n_all, seed)
+    return frame[info.text_field].tolist(), frame[info.label_field].tolist(), n_all
+
+
+def evaluate_on_task(
+    model: Any,
+    task: str,
+    *,
+    evaluations: Sequence[str] = ("zero-shot", "perplexity"),
+    tokenizer: Any = None,
+    data_dir: str | os.PathLike[str] = "data",
+    split: str = "test",
+    max_examples: int | None = None,
+    model_name: str | None = None,
+    scoring: str = "prompt",
+    batch_size: int = 8,
+    max_length: int = 512,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    finetune: Mapping[str, Any] | None = None,
+    toxicity: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run several evaluations of one model on a task built by :mod:`gotd.assets`; one tidy table.
+
+    ``zero-shot`` uses the task's label set, verbalisers and prompt template
+    (:func:`gotd.assets.task_info`); ``perplexity`` scores the texts of ``split``; ``finetune`` trains on
+    the task's train split, selects on dev and reports ``test``; ``toxicity`` needs
+    ``toxicity={"prompts": [...], "scorer": name, ...}`` (extra keyword arguments of
+    :func:`toxicity_eval`). ``finetune`` takes keyword arguments of :func:`few_label_finetune`.
+
+    ``max_examples`` evaluates the first ``max_examples`` of a seeded permutation of the split (a
+    warning says so and ``n_total`` records the split's size); by default the whole split.
+    """
+    unknown = [e for e in evaluations if e not in EVALUATIONS]
+    if unknown or not evaluations:
+        raise GotdInputError(f"unknown evaluation(s) {unknown}; choose from {', '.join(EVALUATIONS)}")
+    name = model_name or (os.fspath(model) if isinstance(model, (str, os.PathLike)) else None)
+    tables = []
+    needs_lm = [e for e in evaluations if e != "finetune"]
+    lm = tok = None
+    if needs_lm:
+        from gotd.train import load_causal_lm_and_tokenizer
+
+        lm, tok, loaded_name = load_causal_lm_and_tokenizer(model, tokenizer, device=device)
+        name = name or loaded_name
+    for evaluation in evaluations:
+        if evaluation in ("zero-shot", "perplexity"):
+            texts, labels, n_all = _task_split(task, split, data_dir, max_examples, seed)
+            if evaluation == "zero-shot":
+                from gotd.assets import task_info
+
+                info = task_info(task)
+                table = zero_shot_classify(lm, tok, texts, labels, label_names=list(info.labels),
+                                           verbalizers=dict(info.verbalizers), template=info.prompt, scoring=scoring,
+                                           batch_size=batch_size, model_name=name, task=task, split=split,
+                                           n_bootstrap=n_bootstrap, seed=seed, progress=progress)
+            else:
+                table = perplexity(lm, tok, texts, max_length=max_length, batch_size=batch_size, model_name=name,
+                                   task=task, n_bootstrap=n_bootstrap, seed=seed, progress=progress)
+                table["split"] = split
+            table["n_total"] = n_all
+        elif evaluation == "finetune":
+            if not isinstance(model, (str, os.PathLike)):
+                raise GotdInputError("finetune needs the model as a folder or registry name (it loads a fresh "
+                                     "classification head per seed)")
+            splits = {s: _task_split(task, s, data_dir, None, seed)[:2] for s in ("train", "dev", "test")}
+            from gotd.assets import task_info
+
+            table = few_label_finetune(model, *splits["train"], *splits["dev"], *splits["test"],
+                                       label_names=list(task_info(task).labels), model_name=name, task=task,
+                                       n_bootstrap=n_bootstrap, device=device, progress=progress,
+                                       **dict(finetune or {}))
+        else:
+            options = dict(toxicity or {})
+            if "prompts" not in options or "scorer" not in options:
+                raise GotdInputError("toxicity needs prompts and a scorer: toxicity={'prompts': [...], "
+                                     "'scorer': 'profanity-check'} (--prompts FILE --scorer NAME)")
+            prompts, scorer = options.pop("prompts"), options.pop("scorer")
+            table = toxicity_eval(lm, tok, prompts, scorer, batch_size=batch_size, model_name=name,
+                                  seed=seed, n_bootstrap=n_bootstrap, progress=progress, **options)
+        table["evaluation"] = evaluation
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)

@@ -392,41 +392,31 @@ class _PadCollator:
 # Models
 
 
-def load_causal_lm_and_tokenizer(model: Any, tokenizer: Any = None, *, dtype: Any = None) -> tuple[Any, Any, str]:
+def load_causal_lm_and_tokenizer(model: Any, tokenizer: Any = None, *, device: str | None = None,
+                                 dtype: Any = None) -> tuple[Any, Any, str]:
     """Return ``(model, tokenizer, name)`` for a registry name, a folder, a hub id or loaded objects.
 
-    Registry names (``smollm2-135m``, ``tiny``...) are resolved by :mod:`gotd.models`; anything else is
-    passed to ``from_pretrained``. A loaded model needs its tokenizer passed as well.
+    Names and folders are loaded by :func:`gotd.models.load_causal_lm` (registry models are fetched and
+    converted on first use; ``device``/``dtype`` default to the GPU with bf16 when there is one, else the
+    CPU in fp32). A loaded model is returned as it is and needs its tokenizer passed as well.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
             raise GotdInputError("pass the tokenizer together with a loaded model (tokenizer=...)")
         name = getattr(getattr(model, "config", None), "name_or_path", None) or type(model).__name__
         return model, tokenizer, str(name)
+    from gotd.models import load_causal_lm
+
     name = os.fspath(model)
-    location = _resolve_model_location(name)
-    kwargs = {} if dtype is None else {"dtype": dtype}
-    loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(location)
-    return loaded, tok, name
+    loaded, tok = load_causal_lm(name, device=device, dtype=dtype)
+    return loaded, (tokenizer if tokenizer is not None else tok), name
 
 
 def _resolve_model_location(name: str) -> str:
-    """A folder or hub id for ``name``: local folders as they are, registry names via gotd.models."""
-    if Path(name).expanduser().is_dir():
-        return os.fspath(Path(name).expanduser())
-    try:
-        from gotd import models
-    except ImportError:  # pragma: no cover - the registry module ships with gotd
-        return name
-    if name == "tiny" and hasattr(models, "build_tiny_causal_lm"):
-        return os.fspath(models.build_tiny_causal_lm())
-    resolve = getattr(models, "resolve_causal_lm", None)
-    if resolve is not None:
-        return os.fspath(resolve(name))
-    return name
+    """A folder or hub id for ``name`` (registry names are fetched or built by :mod:`gotd.models`)."""
+    from gotd.models import resolve_causal_lm
+
+    return os.fspath(resolve_causal_lm(name))
 
 
 def _device_kind(device: str | None) -> str:
@@ -592,7 +582,8 @@ def train(
 
     device = _device_kind(device)
     precision = _mixed_precision(config.precision, device)
-    model_obj, tok, model_name = load_causal_lm_and_tokenizer(model, tokenizer)
+    # fp32 master weights whatever the device: mixed precision is the Trainer's autocast, not bf16 weights
+    model_obj, tok, model_name = load_causal_lm_and_tokenizer(model, tokenizer, device="cpu", dtype="float32")
 
     # Tokenise without special tokens and pack; the tokenizer's length warning does not apply, since
     # long texts are split into blocks below.
