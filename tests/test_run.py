@@ -335,6 +335,16 @@ def test_builtin_configs_are_valid() -> None:
         expand_points(config, Path("reports") / config.name)  # templates fill without errors
 
 
+@pytest.mark.parametrize("name", builtin_config_names())
+def test_builtin_select_stages_match_the_select_notebook(name: str, tmp_path: Path) -> None:
+    """The select stage of every built-in config passes only parameters 01_select declares, with their types."""
+    raw = load_config(name).raw
+    raw = {**raw, "stages": [s for s in raw["stages"] if s["notebook"] == "01_select.ipynb"]}
+    assert raw["stages"], f"{name} has no select stage"
+    points = run_module.plan_run(validate_config(raw, where=name), tmp_path)
+    assert all(isinstance(p.parameters["budget"], int) and isinstance(p.parameters["methods"], list) for p in points)
+
+
 def test_cli_list_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--list"]) == 0
     out = capsys.readouterr().out
