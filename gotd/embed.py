@@ -527,6 +527,7 @@ class Encoder:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.storage_dtype = _check_storage_dtype(storage_dtype)
+        self._auto_tokenize_workers = tokenize_workers is None
         if tokenize_workers is None:
             tokenize_workers = 1 if self.device.startswith("cuda") else 0
         if not isinstance(tokenize_workers, int) or isinstance(tokenize_workers, bool) or tokenize_workers < 0:
@@ -582,6 +583,32 @@ class Encoder:
             f"max_length={self.max_length}, dtype={self.dtype!r}, storage_dtype={self.storage_dtype!r}, "
             f"device={self.device!r})"
         )
+
+    # ---- copies for other processes and devices ---------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled encoder (e.g. sent to a Ray actor) carries its settings, not its loaded model,
+        # tokenizer or worker threads: the receiving process loads those itself.
+        state = self.__dict__.copy()
+        state.update(_tokenizer=None, _model=None, _lookahead={}, _worker_state=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._worker_state = threading.local()
+
+    def on_device(self, device: str | None) -> Encoder:
+        """A copy of this encoder (model not loaded) that computes on ``device``.
+
+        The compute dtype stays what it is, so the copy's numbers and cache key are this encoder's; an
+        automatic ``tokenize_workers`` is chosen again for the new device.
+        """
+        clone = copy.copy(self.__getstate__())
+        other = Encoder.__new__(type(self))
+        other.__setstate__(clone)
+        other.device = resolve_device(device)
+        if other._auto_tokenize_workers:
+            other.tokenize_workers = 1 if other.device.startswith("cuda") else 0
+        return other
 
     # ---- lazy loading ---------------------------------------------------------------------------
     @property
@@ -867,7 +894,7 @@ def shard_entry(index: int, start: int, stop: int, sha256: str, n_truncated: int
 def update_manifest(folder: Path, manifest: dict[str, Any], done: dict[int, dict[str, Any]]) -> None:
     """Record the finished shards ``done`` (index -> :func:`shard_entry`) and rewrite the manifest atomically."""
     manifest["shards"] = [done[i] for i in sorted(done)]
-    manifest["n_truncated"] = sum(entry["n_truncated"] for entry in manifest["shards"])
+    manifest["n_truncated"] = sum(entry.get("n_truncated", 0) for entry in manifest["shards"])
     manifest["complete"] = len(done) == manifest["n_shards"]
     write_json_atomic(folder / MANIFEST_NAME, manifest)
 
