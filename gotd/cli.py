@@ -121,15 +121,15 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run the notebooks over a parameter grid (papermill) and write a report",
-        description="Execute the kit's notebooks with papermill for every point of a parameter grid (methods x "
-                    "budgets x seeds x tasks), in dependency order: select -> pre-fine-tune -> evaluate. Each "
-                    "point writes reports/<run>/<notebook>-<params>.ipynb (+ .html without code) and a folder "
-                    "with its results.csv, figures/, selections/ and models/. Points already done are skipped, "
-                    "so after an interruption the same command resumes. A failing point is reported with its "
-                    "notebook and cell; the points that need it are skipped, the others go on. At the end every "
-                    "results.csv is collected into reports/<run>/results.parquet and .csv, and "
-                    "reports/<run>/index.html shows the comparison table, the figures, links to every notebook, "
-                    "the failures and the versions.",
+        description="Execute the kit's notebooks with papermill for every point of a parameter grid (methods x\n"
+                    "budgets x seeds x tasks), in dependency order: select -> pre-fine-tune -> evaluate.\n\n"
+                    "Each point writes reports/<run>/<notebook>-<params>.ipynb (+ .html without code) and a\n"
+                    "folder with its results.csv, figures/, selections/ and models/. Points already done are\n"
+                    "skipped: after an interruption, the same command resumes. A failing point is reported\n"
+                    "with its notebook and cell; the points that need it are skipped, the others go on.\n\n"
+                    "At the end every results.csv is collected into reports/<run>/results.parquet and .csv,\n"
+                    "and reports/<run>/index.html shows the comparison table, the figures, links to every\n"
+                    "notebook, the failures and the versions. Config schema: notebooks/README.md.",
         epilog="examples:\n"
                "  gotd run --list                          the built-in configs\n"
                "  gotd run demo                            the main job (~30 min on a 2-core CPU)\n"
