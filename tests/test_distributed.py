@@ -115,9 +115,14 @@ def local_embeddings(model_dir: Path, texts, tmp_path_factory) -> Path:
 
 
 # ---- embedding ---------------------------------------------------------------------------------------
-def test_ray_run_writes_the_local_files(ray_session, model_dir, texts, local_embeddings, tmp_path) -> None:
-    folder = embed_shards(texts, _encoder(model_dir, storage_dtype="float32"), tmp_path, shard_size=SHARD_SIZE,
-                          executor="ray", num_actors=2, progress=False)
+def test_ray_run_with_a_killed_worker_writes_the_local_files(ray_session, model_dir, texts, local_embeddings,
+                                                             tmp_path) -> None:
+    encoder = _encoder(model_dir, KilledOnceEncoder)
+    encoder.fatal_text = texts[2 * SHARD_SIZE]
+    encoder.marker = str(tmp_path / "killed-once")
+    folder = embed_shards(texts, encoder, tmp_path / "cache", shard_size=SHARD_SIZE, executor="ray", num_actors=2,
+                          progress=False)
+    assert Path(encoder.marker).read_text() == "killed"  # a worker process really died on shard 2
     assert folder.name == local_embeddings.name  # same cache key
     local_files = _shard_files(local_embeddings)
     assert len(local_files) == 5 and _shard_files(folder) == local_files  # byte-identical shards
@@ -128,21 +133,9 @@ def test_ray_run_writes_the_local_files(ray_session, model_dir, texts, local_emb
     np.testing.assert_allclose(load_embeddings(folder), _encoder(model_dir).encode(texts, progress=False),
                                rtol=0, atol=1e-6)  # two threads, one block: equal up to summation order
     # a complete entry is served by the local path without recomputing anything
-    encoder = _encoder(model_dir)
-    encoder.encode(texts, cache_dir=tmp_path, progress=False)
-    assert encoder.last_stats["n_from_cache"] == len(texts)
-
-
-def test_killed_worker_is_restarted_and_the_output_is_unchanged(ray_session, model_dir, texts, local_embeddings,
-                                                              tmp_path) -> None:
-    encoder = _encoder(model_dir, KilledOnceEncoder)
-    encoder.fatal_text = texts[2 * SHARD_SIZE]
-    encoder.marker = str(tmp_path / "killed-once")
-    folder = embed_shards(texts, encoder, tmp_path / "cache", shard_size=SHARD_SIZE, executor="ray", num_actors=2,
-                          progress=False)
-    assert Path(encoder.marker).read_text() == "killed"  # a worker really died on shard 2
-    assert _shard_files(folder) == _shard_files(local_embeddings)
-    assert _shard_entries(folder) == _shard_entries(local_embeddings)
+    local = _encoder(model_dir)
+    local.encode(texts, cache_dir=tmp_path / "cache", progress=False)
+    assert local.last_stats["n_from_cache"] == len(texts)
 
 
 def test_failed_run_resumes_to_the_uninterrupted_output(ray_session, model_dir, texts, local_embeddings,
@@ -166,7 +159,7 @@ def test_failed_run_resumes_to_the_uninterrupted_output(ray_session, model_dir, 
 
 
 # ---- scoring -------------------------------------------------------------------------------------------
-def test_ray_scoring_matches_local_and_resumes(ray_session, local_embeddings, tmp_path) -> None:
+def test_ray_scoring_resumes_a_local_run_to_the_same_files(ray_session, local_embeddings, tmp_path) -> None:
     pool = load_embeddings(local_embeddings)
     target = pool[[1, 4, 9, 16]] + np.random.default_rng(0).normal(scale=0.05, size=(4, pool.shape[1]))
     solve = sinkhorn(pool[::2], target, tol=1e-6)
@@ -177,25 +170,34 @@ def test_ray_scoring_matches_local_and_resumes(ray_session, local_embeddings, tm
         local = score_shards(local_embeddings, target, solve.g, eps=eps, out_dir=tmp_path / "local", progress=False)
     finally:
         torch.set_num_threads(threads)
-    remote = score_shards(local_embeddings, target, solve.g, eps=eps, out_dir=tmp_path / "ray", executor="ray",
-                          num_actors=2, progress=False)
-    assert remote.name == local.name
     local_files = _shard_files(local, "scores-*.npy")
-    assert len(local_files) == 5 and _shard_files(remote, "scores-*.npy") == local_files
+    assert len(local_files) == 5
     expected = c_transform_scores(pool, target, solve.g, eps=eps)
-    np.testing.assert_allclose(load_scores(remote), expected, rtol=0, atol=1e-6 * np.ptp(expected))
+    np.testing.assert_allclose(load_scores(local), expected, rtol=0, atol=1e-6 * np.ptp(expected))
 
-    # an interrupted run: the last two markers never got written, one of their files did
-    manifest = json.loads((remote / "manifest.json").read_text())
+    # An interrupted copy of the local run: shard 1 damaged, shards 3 and 4 without markers (4 without a file).
+    partial = tmp_path / "ray" / local.name
+    partial.mkdir(parents=True)
+    for name, data in local_files.items():
+        (partial / name).write_bytes(data)
+    manifest = json.loads((local / "manifest.json").read_text())
     manifest["shards"], manifest["complete"] = manifest["shards"][:3], False
-    (remote / "manifest.json").write_text(json.dumps(manifest))
-    (remote / "scores-00004.npy").unlink()
+    (partial / "manifest.json").write_text(json.dumps(manifest))
+    (partial / "scores-00001.npy").write_bytes(b"damaged")
+    (partial / "scores-00004.npy").unlink()
     with pytest.raises(GotdInputError, match="no complete scores"):
-        load_scores(remote)
-    again = score_shards(local_embeddings, target, solve.g, eps=eps, out_dir=tmp_path / "ray", executor="ray",
-                         num_actors=2, progress=False)
-    assert _shard_files(again, "scores-*.npy") == local_files
-    assert len(json.loads((again / "manifest.json").read_text())["runs"]) == 2
+        load_scores(partial)
+    kept = (partial / "scores-00000.npy").stat().st_mtime_ns
+
+    with pytest.warns(UserWarning, match="scores-00001.npy is missing or differs"):
+        remote = score_shards(local_embeddings, target, solve.g, eps=eps, out_dir=tmp_path / "ray", executor="ray",
+                              num_actors=2, progress=False)
+    assert remote == partial
+    assert _shard_files(remote, "scores-*.npy") == local_files  # shards 1, 3, 4 recomputed on Ray, same bytes
+    assert (partial / "scores-00000.npy").stat().st_mtime_ns == kept
+    runs = json.loads((remote / "manifest.json").read_text())["runs"]
+    assert [run["executor"] for run in runs] == ["local", "ray"]
+    np.testing.assert_array_equal(load_scores(remote), load_scores(local))
 
 
 def test_scores_key_follows_the_potential_and_eps(local_embeddings, tmp_path) -> None:
