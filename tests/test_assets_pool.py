@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from assets_fixtures import fake_registry  # noqa: F401  (fixture)
 
 from gotd import assets
 from gotd.cli import main
 from gotd.errors import GotdInputError
-from assets_fixtures import fake_registry  # noqa: F401  (fixture)
 
 
 def test_normalize_text_ignores_case_spacing_and_punctuation():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gotd._io import file_sha256, provenance, write_json_atomic, atomic_path
+from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
 from gotd.assets.download import DOWNLOAD_TIMEOUT_S, download_package, read_members
 from gotd.assets.registry import RECIPES, PackageSource, Recipe, get_recipe
 from gotd.errors import GotdError, GotdInputError
