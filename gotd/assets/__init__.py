@@ -14,32 +14,14 @@ archive reading), :mod:`~gotd.assets.parsers`, :mod:`~gotd.assets.recipes` (the 
 from __future__ import annotations
 
 from gotd.assets import recipes as _recipes  # noqa: F401  (registers the data sets)
-from gotd.assets.build import (
-                               DATA_FILE,
-                               MANIFEST_FILE,
-                               SPLIT_NAMES,
-                               assign_splits,
-                               fetch,
-                               fetch_many,
-                               is_built,
-                               list_datasets,
-                               load,
-                               load_manifest,
-                               table_checksums,
-                               verify,
-)
-from gotd.assets.download import DOWNLOAD_TIMEOUT_S, ClientMissingError, download_package, missing_client, read_members
-from gotd.assets.pool import (
-                               DEMO_POOL_SOURCES,
-                               DetoxPair,
-                               build_demo_pool,
-                               build_detox_pair,
-                               build_pool,
-                               normalize_text,
-                               remove_test_overlap,
-                               save_pool,
-)
-from gotd.assets.registry import RECIPES, PackageSource, Recipe, TaskInfo, default_names, get_recipe, task_info
+from gotd.assets.build import (DATA_FILE, MANIFEST_FILE, SPLIT_NAMES, assign_splits, fetch, fetch_many, is_built,
+                               list_datasets, load, load_manifest, table_checksums, verify)
+from gotd.assets.download import (DOWNLOAD_TIMEOUT_S, ClientMissingError, download_package, missing_client,
+                                  read_members)
+from gotd.assets.pool import (DEMO_POOL_SOURCES, DetoxPair, build_demo_pool, build_detox_pair, build_pool,
+                              normalize_text, remove_test_overlap, save_pool)
+from gotd.assets.registry import (RECIPES, PackageSource, Recipe, TaskInfo, default_names, get_recipe,
+                                  task_info)
 
 PIP_TIMEOUT_S = DOWNLOAD_TIMEOUT_S  # the former name
 
