@@ -480,8 +480,10 @@ def _check_resumable(checkpoint_dir: Path, signature: dict[str, Any], resume: An
     from transformers.trainer_utils import get_last_checkpoint
 
     if resume is None or resume is False:
+        if checkpoint_dir.is_dir() and get_last_checkpoint(checkpoint_dir) is not None:
+            raise GotdInputError(f"{checkpoint_dir} holds checkpoints of an earlier, unfinished run; continue it with "
+                                 "resume_from_checkpoint=True (--resume) or delete that folder to start afresh")
         return None
-    run_file = checkpoint_dir / _RUN_FILE
     if resume is True:
         last = get_last_checkpoint(checkpoint_dir) if checkpoint_dir.is_dir() else None
         if last is None:

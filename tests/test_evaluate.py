@@ -269,3 +269,17 @@ def test_write_and_read_results(loaded: tuple, tmp_path: Path) -> None:
     with pytest.raises(GotdInputError, match="parquet or .csv"):
         write_results(table, tmp_path / "results.xlsx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.parquet"]
+
+
+def test_cli_and_task_runner_reject_bad_requests(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gotd.cli import main
+    from gotd.evaluate import evaluate_on_task
+
+    code = main(["evaluate", "--model", str(tiny), "--out", str(tmp_path / "results.txt"), "--quiet"])
+    assert code == 2 and "must end in .csv or .parquet" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(tiny), "--metrics", "toxicity", "--out", str(tmp_path / "r.csv"),
+                 "--quiet"])
+    assert code == 2 and "--prompts" in capsys.readouterr().err
+    with pytest.raises(GotdInputError, match="unknown evaluation"):
+        evaluate_on_task(tiny, "rotten-tomatoes", evaluations=["accuracy"])
+    assert not any(tmp_path.iterdir())

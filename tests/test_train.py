@@ -171,6 +171,10 @@ def test_resume_refuses_a_checkpoint_from_other_data(tiny: Path, tmp_path: Path)
               resume_from_checkpoint=tmp_path / "a.checkpoints" / "checkpoint-3")
     with pytest.raises(GotdInputError, match="holds no checkpoint"):
         train(tiny, REPETITIVE, tmp_path / "c", FAST, progress=False, resume_from_checkpoint=True)
+    # a fresh start must not silently mix with the checkpoints an unfinished run left behind
+    (tmp_path / "a").rename(tmp_path / "a.done")
+    with pytest.raises(GotdInputError, match="earlier, unfinished run"):
+        train(tiny, REPETITIVE, tmp_path / "a", FAST.replace(max_steps=3), progress=False)
 
 
 def test_lora_saves_a_merged_plain_checkpoint(tiny: Path, tmp_path: Path) -> None:
@@ -196,3 +200,23 @@ def test_bad_input_errors(tiny: Path, tmp_path: Path) -> None:
         train(tiny, REPETITIVE, tmp_path / "exists", FAST, progress=False)
     with pytest.raises(GotdInputError, match="fp16"):
         train(tiny, REPETITIVE, tmp_path / "y", FAST.replace(precision="fp16"), progress=False, device="cpu")
+
+
+def test_cli_train_writes_a_checkpoint_and_overrides_the_preset(tiny: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    from gotd.cli import main
+
+    data = tmp_path / "selected.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPETITIVE), encoding="utf-8")
+    out = tmp_path / "model"
+    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "demo", "--out", str(out),
+                 "--max-steps", "3", "--lr", "1e-3", "--max-length", "32", "--quiet"])
+    assert code == 0
+    record = read_train_record(out)
+    assert record["steps"] == 3 and record["config"]["learning_rate"] == 1e-3
+    assert record["config"]["warmup_ratio"] == PRESETS["demo"].warmup_ratio  # the rest from the preset
+    assert record["data"]["sha256"] == file_sha256(data)
+    assert "pre-fine-tuned" in capsys.readouterr().out
+    # a second run into the same folder is refused with a one-line error
+    code = main(["train", "--selection", str(data), "--model", str(tiny), "--out", str(out), "--quiet"])
+    assert code == 2 and "already exists" in capsys.readouterr().err
