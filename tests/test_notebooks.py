@@ -77,7 +77,7 @@ def _value(results: pd.DataFrame, method: str, metric: str) -> float:
 def test_every_notebook_has_a_paired_script_and_the_five_exist() -> None:
     stems = {p.stem for p in _notebooks()}
     assert stems == {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")}
-    assert {"00_ot_gradients_explained", "01_select", "04_ablations"} <= stems
+    assert {"00_ot_gradients_explained", "01_select", "02_prefinetune", "03_evaluate", "04_ablations"} <= stems
 
 
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
@@ -170,3 +170,93 @@ def test_04_ablations(kernel_env: None, tmp_path: Path) -> None:
     figures = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert figures == {"eps_agreement", "tol_agreement", "strategy_agreement", "budget_domains",
                        "pool_size_agreement", "encoder_overlap"}
+
+
+def _toy_selection(tmp_path: Path, budget: int = 20) -> Path:
+    """A random selection of the toy pool, written with its sidecar as 01_select writes it."""
+    from gotd import inputs
+    from gotd.pipeline import select_texts, write_selection
+
+    pool = inputs.load_pool("demo", smoke=True, progress=False)
+    selection, settings = select_texts(pool, pool.iloc[:5], budget, method="random", seed=0, progress=False)
+    return write_selection(selection, pool, tmp_path / "selections" / "random.jsonl", encoder_settings=settings,
+                           inputs={"task": "toy-film", "smoke": True})
+
+
+@pytest.mark.slow
+def test_02_prefinetune(kernel_env: None, tmp_path: Path) -> None:
+    from gotd.experiments import SMOKE_TRAINING
+
+    selection = _toy_selection(tmp_path)
+    run_dir = _execute("02_prefinetune", tmp_path, selection_path=str(selection), seed=1)
+    checkpoint = run_dir / "models" / "lm"
+    record = json.loads((checkpoint / "gotd_train.json").read_text())
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "tokenizer.json").is_file()
+    assert record["model"] == "tiny" and record["seed"] == 1 and record["steps"] == SMOKE_TRAINING["max_steps"]
+    assert record["data"]["selection"] == {"method": "random", "seed": 0, "budget": 20}
+    results = _results(run_dir, "02_prefinetune")
+    assert set(results["metric"]) == {"train_loss", "first_loss", "final_loss", "steps", "tokens_seen",
+                                      "data_share_seen", "n_tokens", "seconds"}
+    assert (results["method"] == "random").all() and (results["budget"] == 20).all() and (results["seed"] == 1).all()
+    assert _value(results, "random", "steps") == SMOKE_TRAINING["max_steps"]
+    assert _value(results, "random", "tokens_seen") == SMOKE_TRAINING["max_steps"] * 4 * 32  # batch 4 x 32 tokens
+    assert 0 < _value(results, "random", "data_share_seen") <= 1
+    assert _value(results, "random", "train_loss") == pytest.approx(record["train_loss"])
+    assert {p.stem for p in (run_dir / "figures").glob("*.png")} == {"loss_curve"}
+    # Run again: the finished checkpoint of the same model, data and settings is reused, not retrained.
+    before = (checkpoint / "gotd_train.json").stat().st_mtime_ns
+    _execute("02_prefinetune", tmp_path, selection_path=str(selection), seed=1)
+    assert (checkpoint / "gotd_train.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_03_evaluate(kernel_env: None, tmp_path: Path) -> None:
+    from gotd.experiments import SMOKE_TRAINING, training_config
+    from gotd.train import train
+
+    selection = _toy_selection(tmp_path)
+    # A warmed-up tiny model as 02_prefinetune writes it (models/<name>/; the models/ folder is passed).
+    config = training_config("demo", {"max_steps": 10}, smoke=True)
+    train("tiny", selection, tmp_path / "warm" / "models" / "lm", config, progress=False)
+    run_dir = _execute("03_evaluate", tmp_path, model_dirs={"random": str(tmp_path / "warm" / "models")}, budget=20,
+                       evaluations=["zero-shot", "perplexity", "finetune", "toxicity"], finetune_seeds=[0, 1],
+                       finetune_epochs=1, toxicity_generations=2)
+    results = _results(run_dir, "03_evaluate")
+    assert set(results["method"]) == {"base", "random"} and (results["model"] == "tiny").all()
+    assert (results["budget"] == 20).all()
+    for method in ("base", "random"):
+        for metric in ("zero_shot_accuracy", "zero_shot_macro_f1"):
+            row = results[(results["method"] == method) & (results["metric"] == metric)].iloc[0]
+            assert row["n"] == 20 and row["split"] == "test"  # the toy task's test split, all of it
+            assert 0 <= row["ci_low"] <= row["value"] <= row["ci_high"] <= 1
+        assert _value(results, method, "perplexity") > 1
+        few = results[(results["method"] == method) & (results["metric"] == "finetune_accuracy")]
+        assert sorted(few["seed"]) == [0, 1]
+        assert results[(results["method"] == method) & (results["metric"] == "finetune_accuracy_seed_mean")
+                       ]["seed_aggregate"].all()
+        assert 0 <= _value(results, method, "toxicity_probability") <= 1
+    # The warm-up was on toy text from the same templates as the task: its perplexity there must drop.
+    assert _value(results, "random", "perplexity") < 0.95 * _value(results, "base", "perplexity")
+    assert SMOKE_TRAINING["max_steps"] < 10  # the overrides above won over the smoke settings
+    assert {p.stem for p in (run_dir / "figures").glob("*.png")} == {"metrics"}
+
+
+@pytest.mark.slow
+def test_gotd_run_smoke_end_to_end(kernel_env: None, tmp_path: Path) -> None:
+    """`gotd run smoke`: select -> pre-fine-tune -> evaluate on the toy data, collected into one report."""
+    from gotd.cli import main
+
+    assert main(["run", "smoke", "--reports-dir", str(tmp_path), "--quiet"]) == 0
+    run_root = tmp_path / "smoke"
+    results = pd.read_csv(run_root / "results.csv")
+    assert set(results["stage"]) == {"select", "prefinetune", "evaluate"}
+    evaluated = results[results["stage"] == "evaluate"]
+    assert set(evaluated["method"]) == {"base", "gotd", "random"}
+    assert {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll"} <= set(evaluated["metric"])
+    trained = results[results["stage"] == "prefinetune"]
+    assert set(trained["method"]) == {"gotd", "random"} and (trained["budget"] == 20).all()
+    record = json.loads((run_root / "run.json").read_text())
+    assert len(record["points"]) == 4 and all(p["status"] == "done" for p in record["points"])
+    index = (run_root / "index.html").read_text()
+    assert "zero_shot_accuracy" in index and "03_evaluate" in index
+    assert list(run_root.glob("03_evaluate-*.html")) and list((run_root / "figures").glob("*.png"))
