@@ -213,6 +213,29 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.lru_cache(maxsize=None)
+def _fp32_output_gemm_available(device: torch.device) -> bool:
+    """Whether ``torch.mm(a, b, out_dtype=torch.float32)`` runs for bf16 inputs on ``device``.
+
+    CUDA builds of recent torch have it: the products are then rounded once, to float32, instead of to
+    bf16 (8 significant bits) before being scaled by 2 / eps. CPU builds do not.
+    """
+    if device.type != "cuda":
+        return False
+    try:
+        probe = torch.ones(2, 2, dtype=torch.bfloat16, device=device)
+        return torch.mm(probe, probe, out_dtype=torch.float32).dtype == torch.float32
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _products_fp32(rows: torch.Tensor, y_t: torch.Tensor, fp32_out: bool) -> torch.Tensor:
+    """``rows @ y_t`` as float32: accumulated and returned in float32 when ``fp32_out``, else cast after."""
+    if fp32_out:
+        return torch.mm(rows, y_t, out_dtype=torch.float32)
+    return (rows @ y_t).float()
+
+
 class _BlockDots:
     """Scaled inner products ``2 x_i^T y_j / eps`` by row blocks, recomputed from a GEMM or stored.
 
@@ -233,12 +256,15 @@ class _BlockDots:
         self.n, self.m = x.shape[0], y.shape[0]
         self.block_size = block_size
         self.starts = list(range(0, self.n, block_size))
+        # Low-precision products come out in float32 directly where the device can (see below).
+        self.fp32_out = gemm_dtype != torch.float32 and _fp32_output_gemm_available(torch.device(device))
         self._stored: list[torch.Tensor] | None = None
         if store:
             self._stored = [self._products(s) for s in self.starts]
         # The compiled block functions take eps and the scale as 0-d tensors, so that a new eps is new data
         # for the compiled graph rather than a reason to recompile it.
         self.compile_backend = compile_backend
+        self.compile_error: str | None = None
         self._eps_t = torch.tensor(eps, dtype=torch.float32, device=device)
         self._scale_t = torch.tensor(self.scale, dtype=torch.float32, device=device)
 
@@ -257,7 +283,7 @@ class _BlockDots:
 
     def _products(self, start: int) -> torch.Tensor:
         rows = self.x[start:start + self.block_size]
-        return (rows @ self.y_t).float().mul_(self.scale)
+        return _products_fp32(rows, self.y_t, self.fp32_out).mul_(self.scale)
 
     def block_plus(self, k: int, column_shift: torch.Tensor) -> torch.Tensor:
         """``2 x_i^T y_j / eps + column_shift_j`` for the rows of block k, a new float32 (rows, m) tensor."""
@@ -267,7 +293,7 @@ class _BlockDots:
         rows = self.x[start:start + self.block_size]
         if rows.dtype == torch.float32:
             return torch.addmm(column_shift[None, :], rows, self.y_t, alpha=self.scale)
-        return (rows @ self.y_t).float().mul_(self.scale).add_(column_shift[None, :])
+        return _products_fp32(rows, self.y_t, self.fp32_out).mul_(self.scale).add_(column_shift[None, :])
 
     def compiled_sweep_block(self, k: int, shift: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
                              omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -279,14 +305,26 @@ class _BlockDots:
             return step(self._stored[k], shift, p_rows, f_rows, log_a_rows, self._eps_t, omega)
         step = _compiled("online_sweep", self.compile_backend)
         rows = self.x[start:start + self.block_size]
-        return step(rows, self.y_t, self._scale_t, shift, p_rows, f_rows, log_a_rows, self._eps_t, omega)
+        return step(rows, self.y_t, self._scale_t, shift, p_rows, f_rows, log_a_rows, self._eps_t, omega,
+                    self.fp32_out)
 
     def compiled_row_potential(self, k: int, shift: torch.Tensor) -> torch.Tensor:
         """Block k's c-transform ``p_i - eps LSE_j(2 x_i^T y_j / eps + shift_j)`` by the compiled step."""
         start = self.starts[k]
         rows = self.x[start:start + self.block_size]
         step = _compiled("online_potential", self.compile_backend)
-        return step(rows, self.y_t, self._scale_t, shift, self.p[start:start + self.block_size], self._eps_t)
+        return step(rows, self.y_t, self._scale_t, shift, self.p[start:start + self.block_size], self._eps_t,
+                    self.fp32_out)
+
+    def disable_compile(self, error: Exception) -> None:
+        """Fall back to the eager block step after the compiled one failed (with a warning naming why)."""
+        import warnings
+
+        warnings.warn(f"torch.compile of the Sinkhorn block step failed ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); continuing with the eager step. "
+                      "Pass compile=False to skip the attempt.", RuntimeWarning, stacklevel=4)
+        self.compile_error = f"{type(error).__name__}: {error}"[:500]
+        self.compile_backend = None
 
     def columns(self, k: int, cols: torch.Tensor) -> torch.Tensor:
         """``2 x_i^T y_j / eps`` for the rows of block k and the target columns ``cols`` only."""
@@ -294,7 +332,7 @@ class _BlockDots:
             return self._stored[k][:, cols]
         start = self.starts[k]
         rows = self.x[start:start + self.block_size]
-        return (rows @ self.y_t[:, cols]).float().mul_(self.scale)
+        return _products_fp32(rows, self.y_t[:, cols], self.fp32_out).mul_(self.scale)
 
 
 def _row_step(dots: _BlockDots, k: int, shift: torch.Tensor, eps: float
@@ -351,8 +389,9 @@ def _functional_block_tail(z: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.
 
 def _functional_online_sweep(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                              p_rows: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
-                             eps: torch.Tensor, omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    z = (rows @ y_t).float() * scale + shift[None, :]
+                             eps: torch.Tensor, omega: float, fp32_out: bool = False
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    z = _products_fp32(rows, y_t, fp32_out) * scale + shift[None, :]
     return _functional_block_tail(z, p_rows, f_rows, log_a_rows, eps, omega)
 
 
@@ -363,8 +402,8 @@ def _functional_stored_sweep(products: torch.Tensor, shift: torch.Tensor, p_rows
 
 
 def _functional_online_potential(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                                 p_rows: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    z = (rows @ y_t).float() * scale + shift[None, :]
+                                 p_rows: torch.Tensor, eps: torch.Tensor, fp32_out: bool = False) -> torch.Tensor:
+    z = _products_fp32(rows, y_t, fp32_out) * scale + shift[None, :]
     row_max = z.amax(dim=1)
     return p_rows - eps * (row_max + torch.exp(z - row_max[:, None]).sum(dim=1).log())
 
@@ -438,10 +477,15 @@ def _sweep(dots: _BlockDots, f: torch.Tensor, shift: torch.Tensor, log_a: torch.
     for k, start in enumerate(dots.starts):
         if dots.compile_backend is not None:
             rows = slice(start, start + dots.block_size)
-            f[rows], part, v_max = dots.compiled_sweep_block(k, shift, f[rows], log_a[rows], omega)
-            parts.append(part)
-            floors.append(v_max)
-            continue
+            try:
+                f_new, part, v_max = dots.compiled_sweep_block(k, shift, f[rows], log_a[rows], omega)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not lose the solve
+                dots.disable_compile(exc)
+            else:
+                f[rows] = f_new
+                parts.append(part)
+                floors.append(v_max)
+                continue
         f_hat, weights, row_max = _row_step(dots, k, shift, eps)
         rows = slice(start, start + weights.shape[0])
         f[rows] = _relax(f[rows], f_hat, omega)
@@ -699,7 +743,8 @@ def sinkhorn(
         "eps": eps, "eps_rel": eps_rel, "cost_mean": cost_mean, "cost_std": cost_std,
         "iterations": iterations, "marginal_error": error, "converged": converged, "tol": tol,
         "seconds": seconds, "path": "stored" if store else "online", "device": str(dev),
-        "gemm_dtype": gemm_dtype, "compile": backend, "omega": omega, "block_size": bsize, "n": n, "m": m,
+        "gemm_dtype": gemm_dtype, "gemm_fp32_output": dots.fp32_out, "compile": dots.compile_backend,
+        "compile_error": dots.compile_error, "omega": omega, "block_size": bsize, "n": n, "m": m,
         "d": x.shape[1], "error_history": history,
     }
     return SinkhornResult(f=f.double().cpu().numpy(), g=g.double().cpu().numpy(), diagnostics=diagnostics)
@@ -793,9 +838,13 @@ def c_transform_scores(
     # Kept on the device and copied once at the end: no host synchronisation per block.
     out = torch.empty(x.shape[0], dtype=torch.float32, device=dev)
     for k, start in enumerate(tqdm(dots.starts, desc="c-transform", unit="block", disable=not progress, leave=False)):
-        if backend is not None:
-            f_blk = dots.compiled_row_potential(k, shift)
-        else:
+        f_blk = None
+        if dots.compile_backend is not None:
+            try:
+                f_blk = dots.compiled_row_potential(k, shift)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not lose the scores
+                dots.disable_compile(exc)
+        if f_blk is None:
             f_blk = _row_step(dots, k, shift, eps)[0]
         out[start:start + f_blk.shape[0]] = f_blk
     return out.double().cpu().numpy()

@@ -257,3 +257,25 @@ def test_subsample_diagnostics_time_the_scoring_pass() -> None:
     _, diag = ot_gradients_with_diagnostics(pool, target, subsample=500, seed=1)
     assert diag["subsample"] == 500 and diag["subsample_seed"] == 1 and diag["n"] == 2000
     assert diag["scoring_seconds"] >= 0 and diag["compile"] is None
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gotd.ot as ot_module
+
+    def broken(name: str, backend: str | None):
+        def step(*args, **kwargs):
+            raise RuntimeError("simulated inductor failure")
+        return step
+
+    pool, target = clustered(300, 20, seed=8)
+    eager = sinkhorn(pool, target, eps=0.5, path="online", block_size=64)
+    monkeypatch.setattr(ot_module, "_compiled", broken)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the Sinkhorn block step failed.*simulated"):
+        fallback = sinkhorn(pool, target, eps=0.5, path="online", block_size=64, compile="aot_eager")
+    np.testing.assert_array_equal(fallback.f, eager.f)
+    assert fallback.diagnostics["compile"] is None
+    assert "simulated inductor failure" in fallback.diagnostics["compile_error"]
+    with pytest.warns(RuntimeWarning, match="simulated"):
+        scored = c_transform_scores(pool, target, eager.g, eps=0.5, block_size=64, compile="aot_eager")
+    np.testing.assert_array_equal(scored, c_transform_scores(pool, target, eager.g, eps=0.5, block_size=64))
+    assert eager.diagnostics["gemm_fp32_output"] is False  # a CPU build has no float32-output bf16 GEMM
