@@ -724,7 +724,10 @@ class Encoder:
 
         class _Lookahead:
             def __enter__(self) -> Any:
-                self.pool = ThreadPoolExecutor(encoder.tokenize_workers) if encoder.tokenize_workers else None
+                self.pool = None
+                if encoder.tokenize_workers and blocks:
+                    encoder.tokenizer  # load it here, once, before the workers copy it
+                    self.pool = ThreadPoolExecutor(encoder.tokenize_workers, thread_name_prefix="gotd-tokenize")
                 return self._iterate()
 
             def _iterate(self) -> Any:
