@@ -223,13 +223,11 @@ def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
 
 def _bos(tokenizer: Any) -> list[int]:
-    """The token every scored sequence starts with, so its first real token is predicted too: the
-    tokenizer's beginning-of-sequence token, else its end-of-sequence token (as lm-evaluation-harness's
-    prefix token), else nothing (then the first token is not scored)."""
-    for candidate in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if candidate is not None:
-            return [int(candidate)]
-    return []
+    """The token every scored sequence starts with, so that its first real token is predicted too
+    (:func:`gotd.train.document_prefix_ids`: ``<|endoftext|>``, else bos, else eos, else nothing)."""
+    from gotd.train import document_prefix_ids
+
+    return document_prefix_ids(tokenizer)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -329,9 +327,10 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: 
                confidence: float = 0.95, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Token-weighted perplexity of a causal LM on held-out texts.
 
-    Each text is tokenised (with the tokenizer's beginning-of-sequence token in front, or its
-    end-of-sequence token when it has no bos, so the first word is scored too) and split into windows of ``max_length`` tokens that overlap by one
-    token: every token after the first is predicted exactly once, from the context inside its window.
+    Each text is tokenised with a document-start token in front (``<|endoftext|>`` when the vocabulary
+    has it, else bos, else eos: :func:`gotd.train.document_prefix_ids`), so the first word is scored
+    too, and split into windows of ``max_length`` tokens that overlap by one token: every token after
+    the first is predicted exactly once, from the context inside its window.
     Nothing is truncated. With ``L`` the summed loss over all scored tokens of all texts and ``T`` their
     number, perplexity is ``exp(L / T)`` (token-weighted, not a mean of per-text perplexities).
 
@@ -370,7 +369,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: 
     per_text_tokens = np.bincount(owner, weights=counts, minlength=len(texts))
     if per_text_tokens.sum() == 0:
         raise GotdInputError("no token to score: every text is a single token and the tokenizer has "
-                             "neither a bos nor an eos token to put in front; give longer texts")
+                             "no document-start token to put in front; give longer texts")
 
     def mean_nll(idx: np.ndarray) -> float:
         tokens = per_text_tokens[idx].sum()
@@ -439,7 +438,7 @@ def zero_shot_scores(model: Any, tokenizer: Any, texts: Sequence[str], label_nam
 
     ``scoring="prompt"`` (default; OpenICL's ``PPLInferencer``, which the paper used)
         mean loss per token over the whole filled-in prompt (nats/token; the first token is conditioned
-        on the tokenizer's bos token, or its eos token when it has no bos). When ``{label}`` comes after
+        on the document-start token of :func:`gotd.train.document_prefix_ids`). When ``{label}`` comes after
         ``{text}``, the text tokens' losses are the same for every label, so the ranking is decided by the
         label tokens, but divided by the prompt length: longer verbalisers are not penalised as a sum
         would. With the label before the text it also measures how well the label explains the text.

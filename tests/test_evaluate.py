@@ -25,7 +25,7 @@ from gotd.evaluate import (
     zero_shot_scores,
 )
 from gotd.models import build_tiny_causal_lm
-from gotd.train import TrainConfig, load_causal_lm_and_tokenizer, train
+from gotd.train import TrainConfig, document_prefix_ids, load_causal_lm_and_tokenizer, train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -76,12 +76,12 @@ def test_perplexity_matches_the_models_own_loss(loaded: tuple) -> None:
     table = perplexity(model, tokenizer, [text], progress=False, n_bootstrap=0)
     assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
     assert list(table["metric"]) == ["perplexity", "nll"]
-    ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = document_prefix_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
     expected = reference_mean_nll(model, ids)
     nll = table.set_index("metric")["value"]
     assert nll["nll"] == pytest.approx(expected, rel=1e-5)
     assert nll["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
-    assert table["n_tokens"].iloc[0] == len(ids) - 1  # every token after bos is scored once
+    assert table["n_tokens"].iloc[0] == len(ids) - 1  # every token after the prefix is scored once
 
 
 def test_perplexity_is_token_weighted_and_splits_long_texts(loaded: tuple) -> None:
@@ -107,7 +107,7 @@ def test_zero_shot_prompt_scores_are_the_mean_prompt_loss(loaded: tuple) -> None
     scores = zero_shot_scores(model, tokenizer, ["goal team"], ["sport", "food"], template=TEMPLATE, progress=False)
     assert scores.shape == (1, 2)
     for k, label in enumerate(["sport", "food"]):
-        ids = [tokenizer.bos_token_id] + tokenizer(TEMPLATE.format(text="goal team", label=label),
+        ids = document_prefix_ids(tokenizer) + tokenizer(TEMPLATE.format(text="goal team", label=label),
                                                    add_special_tokens=False)["input_ids"]
         assert scores[0, k] == pytest.approx(reference_mean_nll(model, ids), rel=1e-5)
     # label scoring: the summed loss of the label tokens only, less than the summed loss of the prompt

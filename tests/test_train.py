@@ -56,6 +56,17 @@ def test_pack_token_blocks_drops_nothing() -> None:
     assert stats["n_texts_split"] == 1 and stats["n_tokens"] == 14
 
 
+def test_document_tokens_prefer_the_pretraining_separator(tiny: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from gotd.train import document_prefix_ids, document_separator_id
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert document_separator_id(tokenizer) == endoftext
+    assert document_prefix_ids(tokenizer) == [endoftext]  # not the bos <|startoftext|>
+
+
 def test_presets_follow_the_paper() -> None:
     detox = PRESETS["detox"]
     assert (detox.epochs, detox.learning_rate, detox.adam_beta1, detox.adam_beta2, detox.weight_decay) == \
