@@ -35,10 +35,10 @@ SHARD_SIZE = 5
 def ray_session():
     ray = pytest.importorskip("ray", reason="the Ray executor needs the optional extra: pip install 'gotd[ray]'")
     pytest.importorskip("ray.data", reason="the Ray executor needs Ray Data: pip install 'ray[data]'")
-    import ray.cloudpickle
+    from ray import cloudpickle
 
     # This module is not importable in the workers: send its encoder subclasses by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -162,7 +162,7 @@ def test_failed_run_resumes_to_the_uninterrupted_output(ray_session, model_dir, 
 def test_ray_scoring_resumes_a_local_run_to_the_same_files(ray_session, local_embeddings, tmp_path) -> None:
     pool = load_embeddings(local_embeddings)
     target = pool[[1, 4, 9, 16]] + np.random.default_rng(0).normal(scale=0.05, size=(4, pool.shape[1]))
-    solve = sinkhorn(pool[::2], target, tol=1e-6)
+    solve = sinkhorn(pool[::2], target)
     eps = solve.diagnostics["eps"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a one-CPU actor (see local_embeddings)
