@@ -163,14 +163,12 @@ def gemm_pass_seconds(pool: torch.Tensor, target: torch.Tensor, gemm_dtype: str,
     """Best time of one pass of the cost GEMMs in row blocks (what every iteration does at least once)."""
     dots = _BlockDots(pool, target, eps=1.0, device=device, gemm_dtype=_DTYPES[gemm_dtype],
                       block_size=_pick_block_size(pool.shape[0], target.shape[0], device, None), store=False)
-    best = math.inf
-    for _ in range(repeats):
-        def one_pass() -> None:
-            for start in dots.starts:
-                (dots.x[start:start + dots.block_size] @ dots.y_t).float()
-        best = min(best, timed(one_pass, device)[1])
-    del dots
-    return best
+
+    def one_pass() -> None:
+        for start in dots.starts:
+            (dots.x[start:start + dots.block_size] @ dots.y_t).float()
+
+    return min(timed(one_pass, device)[1] for _ in range(repeats))
 
 
 def write_record(figure: str, device: torch.device, quick: bool, out_dir: Path, record: dict[str, Any]) -> Path:
@@ -230,8 +228,11 @@ def bench_embed(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         for r in range(args.repeats):
             for name, enc in (("pipelined", encoder), ("inline", inline)):
                 folder = Path(tmp) / f"{name}-{r}"
-                best[name] = min(best[name], timed(lambda: enc.encode(texts, cache_dir=folder, progress=False,
-                                                                      shard_size=shard_size), device)[1])
+
+                def run(enc: Encoder = enc, folder: Path = folder) -> None:
+                    enc.encode(texts, cache_dir=folder, progress=False, shard_size=shard_size)
+
+                best[name] = min(best[name], timed(run, device)[1])
             best["raw"] = min(best["raw"], timed(forward_all, device)[1])
             best["tokenizer"] = min(best["tokenizer"], timed(lambda: encoder._prepare_block(texts),
                                                              torch.device("cpu"))[1])

@@ -726,7 +726,7 @@ class Encoder:
             def __enter__(self) -> Any:
                 self.pool = None
                 if encoder.tokenize_workers and blocks:
-                    encoder.tokenizer  # load it here, once, before the workers copy it
+                    _ = encoder.tokenizer  # load it here, once, before the workers copy it
                     self.pool = ThreadPoolExecutor(encoder.tokenize_workers, thread_name_prefix="gotd-tokenize")
                 return self._iterate()
 
