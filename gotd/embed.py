@@ -33,6 +33,7 @@ run agree exactly.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -44,7 +45,7 @@ import os
 import platform
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -714,41 +715,36 @@ class Encoder:
             out[order] = torch.cat(pooled_batches).cpu().numpy()
         return round_to_storage(out, self.storage_dtype), n_truncated
 
-    def _blocks_with_lookahead(self, blocks: list[list[str]]) -> Any:
+    @contextlib.contextmanager
+    def _blocks_with_lookahead(self, blocks: list[list[str]]) -> Iterator[Iterator[list[str]]]:
         """Iterate over ``blocks`` while background workers prepare the next ``tokenize_workers`` of them.
 
-        A context manager yielding an iterator; leaving it cancels what was not started and waits for the
-        workers, so an interrupted encode leaves no thread behind.
+        Leaving the context cancels the preparations not started and waits for the running ones, so an
+        interrupted encode leaves no thread behind.
         """
-        encoder = self
+        pool = None
+        if self.tokenize_workers and blocks:
+            _ = self.tokenizer  # load it here, once, before the workers copy it
+            pool = ThreadPoolExecutor(self.tokenize_workers, thread_name_prefix="gotd-tokenize")
 
-        class _Lookahead:
-            def __enter__(self) -> Any:
-                self.pool = None
-                if encoder.tokenize_workers and blocks:
-                    _ = encoder.tokenizer  # load it here, once, before the workers copy it
-                    self.pool = ThreadPoolExecutor(encoder.tokenize_workers, thread_name_prefix="gotd-tokenize")
-                return self._iterate()
+        def iterate() -> Iterator[list[str]]:
+            for i, block in enumerate(blocks):
+                if pool is not None:
+                    # the current block and the next `tokenize_workers` ones are in preparation
+                    for ahead in blocks[i : i + 1 + self.tokenize_workers]:
+                        if id(ahead) not in self._lookahead:
+                            self._lookahead[id(ahead)] = pool.submit(self._prepare_block_in_worker, ahead)
+                yield block
 
-            def _iterate(self) -> Any:
-                for i, block in enumerate(blocks):
-                    if self.pool is not None:
-                        # keep the current block and the next `tokenize_workers` ones in preparation
-                        for ahead in blocks[i : i + 1 + encoder.tokenize_workers]:
-                            if id(ahead) not in encoder._lookahead:
-                                encoder._lookahead[id(ahead)] = self.pool.submit(
-                                    encoder._prepare_block_in_worker, ahead)
-                    yield block
-
-            def __exit__(self, *exc: Any) -> None:
-                pending = [encoder._lookahead.pop(id(block), None) for block in blocks]
-                for future in pending:
-                    if future is not None:
-                        future.cancel()
-                if self.pool is not None:
-                    self.pool.shutdown(wait=True)
-
-        return _Lookahead()
+        try:
+            yield iterate()
+        finally:
+            for block in blocks:
+                future = self._lookahead.pop(id(block), None)
+                if future is not None:
+                    future.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def encode(
         self,
