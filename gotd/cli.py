@@ -217,14 +217,15 @@ def _parser() -> argparse.ArgumentParser:
                                    ("--adam-beta1", float, "adam_beta1"), ("--adam-beta2", float, "adam_beta2"),
                                    ("--seed", int, "seed"), ("--save-steps", int, "save_steps"),
                                    ("--lora-r", int, "lora_r"), ("--lr-scheduler", str, "lr_scheduler")):
-        g.add_argument(flag, type=kind, default=None, dest=f"cfg_{field_name}")
-    g.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16"], dest="cfg_precision",
+        g.add_argument(flag, type=kind, default=argparse.SUPPRESS, dest=f"cfg_{field_name}",
+                       metavar=flag[2:].upper(), help=f"TrainConfig.{field_name}")
+    g.add_argument("--precision", default=argparse.SUPPRESS, choices=["auto", "fp32", "bf16", "fp16"], dest="cfg_precision",
                    help="auto: bf16/fp16 on a GPU that has it, fp32 on CPU")
-    g.add_argument("--gradient-checkpointing", action="store_const", const=True, default=None,
+    g.add_argument("--gradient-checkpointing", action="store_const", const=True, default=argparse.SUPPRESS,
                    dest="cfg_gradient_checkpointing", help="recompute activations: less memory, slower")
-    g.add_argument("--lora", action="store_const", const=True, default=None, dest="cfg_lora",
+    g.add_argument("--lora", action="store_const", const=True, default=argparse.SUPPRESS, dest="cfg_lora",
                    help="train LoRA adapters (peft), merged into the saved weights")
-    g.add_argument("--no-packing", action="store_const", const=False, default=None, dest="cfg_packing",
+    g.add_argument("--no-packing", action="store_const", const=False, default=argparse.SUPPRESS, dest="cfg_packing",
                    help="start every text in a new block instead of packing")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <out>.checkpoints")
     tr.add_argument("--keep-checkpoints", action="store_true", help="keep <out>.checkpoints after success")
