@@ -706,6 +706,7 @@ def train(
     record = {
         "format_version": _FORMAT_VERSION,
         "model": model_name,
+        "base_model": _base_model_info(model),
         "data": {**data_info, "text_field": text_field},
         "tokens": {**pack_stats, "block_size": config.max_length, "packing": config.packing,
                    "separator": None if separator is None else tok.convert_ids_to_tokens(separator),
@@ -732,6 +733,26 @@ def train(
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     logger.info("pre-fine-tuned %s for %d steps in %.1f s -> %s", model_name, state.global_step, seconds, out_dir)
     return TrainResult(output_dir=out_dir, record=record)
+
+
+def _base_model_info(model: Any) -> dict[str, Any] | None:
+    """Where the starting weights came from: the resolved folder and, for registry models, their source."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    from gotd.models import read_manifest
+
+    location = _resolve_model_location(os.fspath(model))
+    info: dict[str, Any] = {"location": location}
+    if Path(location).is_dir():
+        manifest = read_manifest(location) or {}
+        info.update({k: manifest[k] for k in ("name", "kind", "source_model", "gguf_sha256", "note") if k in manifest})
+        previous = Path(location) / RECORD_NAME
+        if previous.is_file():  # warming up an already pre-fine-tuned model: say what it was trained on
+            earlier = json.loads(previous.read_text(encoding="utf-8"))
+            info["pre_fine_tuned"] = {"model": earlier.get("model"),
+                                      "data_sha256": (earlier.get("data") or {}).get("sha256"),
+                                      "texts_sha256": (earlier.get("data") or {}).get("texts_sha256")}
+    return info
 
 
 def _blocks_trained(steps: int, steps_per_epoch: int, n_blocks: int, config: TrainConfig) -> int:

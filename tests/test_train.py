@@ -122,6 +122,7 @@ def test_few_steps_lower_the_loss_and_record_is_complete(tiny: Path, tmp_path: P
     assert per_epoch == -(-n_blocks // 4) < 15
     assert record["tokens"]["blocks_trained"] == n_blocks + (15 - per_epoch) * 4
     assert record["versions"]["transformers"]
+    assert record["base_model"]["location"] == os.fspath(tiny) and record["base_model"]["kind"] == "tiny-random"
 
     # a normal checkpoint; no checkpoints or temporary folders left behind
     from transformers import AutoModelForCausalLM, AutoTokenizer
