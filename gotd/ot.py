@@ -449,6 +449,35 @@ def resolve_compile(compile: bool | str | None, device: torch.device) -> str | N
     return backend
 
 
+KERNEL_BUDGET_CAP_BYTES = 4 << 30
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes: CUDA's free memory, or Linux's MemAvailable; None if unknown."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_kernel_budget(device: torch.device) -> int:
+    """Largest stored cost the "auto" path keeps: half the free memory, at most 4 GiB (bytes).
+
+    The stored path is the faster one on a CPU (two mat-vecs an iteration instead of a GEMM and an
+    exponential per entry), and POT's dense solver needs ~48 bytes per entry against its 8, so this keeps
+    it wherever POT would fit; the cap keeps N = 1e6, M = 1e3 (8 GB stored) on the online path.
+    """
+    free = available_memory_bytes(device)
+    return KERNEL_BUDGET_CAP_BYTES if free is None else int(min(KERNEL_BUDGET_CAP_BYTES, free // 2))
+
+
 def resolve_gemm_dtype(gemm_dtype: str | None, device: torch.device) -> str:
     """The precision of the cost products: bfloat16 on CUDA devices that support it, float32 elsewhere.
 
@@ -621,7 +650,7 @@ def sinkhorn(
     device: str | torch.device | None = None,
     gemm_dtype: str | None = None,
     path: str = "auto",
-    kernel_budget_bytes: int = 2 << 30,
+    kernel_budget_bytes: int | None = None,
     compile: bool | str | None = None,
     progress: bool = False,
 ) -> SinkhornResult:
@@ -652,10 +681,11 @@ def sinkhorn(
         Precision of the x y^T products only; potentials and log-sum-exps stay float32. Default (None):
         bfloat16 on CUDA devices that support it, float32 elsewhere (see :func:`resolve_gemm_dtype`).
     path : {"auto", "stored", "online"}
-        "stored" keeps the cost between iterations (needs 4 n m bytes), "online" recomputes it from a GEMM
+        "stored" keeps the cost between iterations (8 n m bytes), "online" recomputes it from a GEMM
         each iteration (O((n + m) d) memory); "auto" stores it when it fits in ``kernel_budget_bytes``.
-    kernel_budget_bytes : int
-        Largest cost matrix the "auto" path keeps in memory (default 2 GiB).
+    kernel_budget_bytes : int, optional
+        Largest stored cost (8 bytes per entry) the "auto" path keeps in memory. Default: half the free
+        memory of the device, at most 4 GiB (see :func:`default_kernel_budget`).
     compile : bool or str, optional
         ``torch.compile`` the block step of the log-domain iterations (True, or a backend name). Default
         (None): on for CUDA, off on a CPU (see :func:`resolve_compile`). Same maths either way.
@@ -687,6 +717,8 @@ def sinkhorn(
     log_b = _as_weights(b, m, "b").log().to(dev, torch.float32)
     bsize = _pick_block_size(n, m, dev, block_size)
     # The stored path keeps the scaled products and the stabilised kernel: 8 bytes per entry.
+    if kernel_budget_bytes is None:
+        kernel_budget_bytes = default_kernel_budget(dev)
     store = path == "stored" or (path == "auto" and 8 * n * m <= kernel_budget_bytes)
 
     started = time.perf_counter()

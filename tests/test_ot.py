@@ -279,3 +279,17 @@ def test_a_failing_compiler_falls_back_to_the_eager_step(monkeypatch: pytest.Mon
         scored = c_transform_scores(pool, target, eager.g, eps=0.5, block_size=64, compile="aot_eager")
     np.testing.assert_array_equal(scored, c_transform_scores(pool, target, eager.g, eps=0.5, block_size=64))
     assert eager.diagnostics["gemm_fp32_output"] is False  # a CPU build has no float32-output bf16 GEMM
+
+
+def test_auto_path_stores_the_cost_only_within_the_budget() -> None:
+    from gotd.ot import KERNEL_BUDGET_CAP_BYTES, default_kernel_budget
+
+    budget = default_kernel_budget(torch.device("cpu"))
+    assert 0 < budget <= KERNEL_BUDGET_CAP_BYTES
+    pool, target = clustered(400, 25)
+    entries = 400 * 25
+    stored = sinkhorn(pool, target, eps=0.5, kernel_budget_bytes=8 * entries)
+    online = sinkhorn(pool, target, eps=0.5, kernel_budget_bytes=8 * entries - 1)
+    assert stored.diagnostics["path"] == "stored"
+    assert online.diagnostics["path"] == "online"
+    assert np.corrcoef(stored.f, online.f)[0, 1] > 0.9999
