@@ -114,7 +114,8 @@ def selection_info(selection_path: str | os.PathLike[str]) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         params = meta.get("params", {})
         info.update(method=meta.get("method"), budget=params.get("budget", meta.get("budget")),
-                    seed=meta.get("seed", params.get("seed")), task=(meta.get("inputs") or {}).get("task"))
+                    seed=meta.get("seed", params.get("seed")),
+                    task=((meta.get("extra") or {}).get("inputs") or meta.get("inputs") or {}).get("task"))
     return info
 
 

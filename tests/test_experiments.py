@@ -64,7 +64,7 @@ def test_selection_info_reads_the_sidecar(tmp_path: Path) -> None:
     path.write_text('{"text": "a"}\n')
     assert experiments.selection_info(path)["method"] is None
     (tmp_path / "gotd.jsonl.json").write_text(json.dumps({"method": "gotd", "seed": 2, "params": {"budget": 7},
-                                                          "inputs": {"task": "rotten-tomatoes"}}))
+                                                          "extra": {"inputs": {"task": "rotten-tomatoes"}}}))
     assert experiments.selection_info(path) == {"method": "gotd", "budget": 7, "seed": 2, "task": "rotten-tomatoes"}
 
 

@@ -198,6 +198,7 @@ def test_02_prefinetune(kernel_env: None, tmp_path: Path) -> None:
     assert set(results["metric"]) == {"train_loss", "first_loss", "final_loss", "steps", "tokens_seen",
                                       "data_share_seen", "n_tokens", "seconds"}
     assert (results["method"] == "random").all() and (results["budget"] == 20).all() and (results["seed"] == 1).all()
+    assert (results["task"] == "toy-film").all()  # from the selection's sidecar
     assert _value(results, "random", "steps") == SMOKE_TRAINING["max_steps"]
     assert _value(results, "random", "tokens_seen") == SMOKE_TRAINING["max_steps"] * 4 * 32  # batch 4 x 32 tokens
     assert 0 < _value(results, "random", "data_share_seen") <= 1
