@@ -80,7 +80,7 @@ class SinkhornResult:
 # ---------------------------------------------------------------------------------------------------
 
 
-_ROW_CHUNK = 1 << 16
+_ROW_CHUNK = 1 << 14
 """Rows converted or reduced at a time, so that no float64 copy of a large pool is ever made."""
 
 
@@ -258,6 +258,7 @@ class _BlockDots:
         self.starts = list(range(0, self.n, block_size))
         # Low-precision products come out in float32 directly where the device can (see below).
         self.fp32_out = gemm_dtype != torch.float32 and _fp32_output_gemm_available(torch.device(device))
+        self._buffer: torch.Tensor | None = None
         self._stored: list[torch.Tensor] | None = None
         if store:
             self._stored = [self._products(s) for s in self.starts]
@@ -285,15 +286,30 @@ class _BlockDots:
         rows = self.x[start:start + self.block_size]
         return _products_fp32(rows, self.y_t, self.fp32_out).mul_(self.scale)
 
+    def _block_buffer(self, rows: int) -> torch.Tensor:
+        """The one float32 (block_size, m) buffer every block is written into, cut to ``rows`` rows.
+
+        A fresh block tensor per block (16 MB each on a CPU) made glibc's adaptive mmap threshold move
+        them onto the heap, which then grew by ~2 GiB at N = 1e6, M = 1e3; one reused buffer does not.
+        """
+        if self._buffer is None:
+            self._buffer = torch.empty((self.block_size, self.m), dtype=torch.float32, device=self.x.device)
+        return self._buffer[:rows]
+
     def block_plus(self, k: int, column_shift: torch.Tensor) -> torch.Tensor:
-        """``2 x_i^T y_j / eps + column_shift_j`` for the rows of block k, a new float32 (rows, m) tensor."""
+        """``2 x_i^T y_j / eps + column_shift_j`` for the rows of block k, float32 (rows, m).
+
+        The result lives in a buffer shared by all blocks: it is valid until the next call.
+        """
         if self._stored is not None:
-            return self._stored[k] + column_shift[None, :]
+            stored = self._stored[k]
+            return torch.add(stored, column_shift[None, :], out=self._block_buffer(stored.shape[0]))
         start = self.starts[k]
         rows = self.x[start:start + self.block_size]
+        out = self._block_buffer(rows.shape[0])
         if rows.dtype == torch.float32:
-            return torch.addmm(column_shift[None, :], rows, self.y_t, alpha=self.scale)
-        return _products_fp32(rows, self.y_t, self.fp32_out).mul_(self.scale).add_(column_shift[None, :])
+            return torch.addmm(column_shift[None, :], rows, self.y_t, alpha=self.scale, out=out)
+        return out.copy_(_products_fp32(rows, self.y_t, self.fp32_out)).mul_(self.scale).add_(column_shift[None, :])
 
     def compiled_sweep_block(self, k: int, shift: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
                              omega: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
