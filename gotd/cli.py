@@ -22,6 +22,16 @@ EXAMPLES = """examples:
 """
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except where the help already states it or the default is None/False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_text_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text preparation")
     g.add_argument("--chunk-chars", type=int, default=1000,
@@ -46,6 +56,11 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="encoder compute dtype (default: bf16 where the hardware has it)")
+    g.add_argument("--storage-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the cached embedding shards on disk (read back as float32)")
+    g.add_argument("--tokenize-workers", type=int, default=None,
+                   help="background threads that tokenise the next shard while the model runs "
+                        "(default: 1 on CUDA, 0 on a CPU)")
     g.add_argument("--cache-dir", default=None,
                    help="embedding cache (default $GOTD_CACHE_DIR or ~/.cache/gotd/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
@@ -69,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                     "parameters, solver diagnostics, versions and seed.",
         epilog="Input formats: .jsonl/.json, .parquet, .csv, .tsv, .txt (one text per line), or a folder of "
                ".txt files (one text per file).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool)")
     sel.add_argument("--target", required=True,
                      help="target texts (for gotd_contrast: the NEGATIVE set to move away from)")
@@ -94,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     sel.add_argument("--quiet", action="store_true", help="no progress bars")
 
     emb = sub.add_parser("embed", help="embed texts into a .npy matrix (float32, one row per text)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_DefaultsHelpFormatter)
     emb.add_argument("--input", required=True, help="texts to embed")
     emb.add_argument("--field", default="text", help="text column")
     emb.add_argument("--out", required=True, help="output .npy file; a .json sidecar records settings")
@@ -113,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                     "pool; Rotten Tomatoes reviews as the target), embed them with the bundled MiniLM encoder, "
                     "select --budget chunks with each method and write the selections, domain shares and a "
                     "summary to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     demo.add_argument("--out", default="reports/demo", help="report folder")
     demo.add_argument("--data-dir", default="data", help="where the built data sets live")
     demo.add_argument("--budget", type=int, default=500, help="chunks to select per method")
@@ -163,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Download each data set's pinned package without installing it, parse it, check it against "
                     "the recipe's row count and checksums and write data.parquet + manifest.json. Without names: "
                     "the default set (every PyPI data set). Already built data sets are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     fetch.add_argument("names", nargs="*", help="data set names (see gotd data list); none: the default set")
     fetch.add_argument("--all", action="store_true",
                        help="every data set, including the optional npm and Debian ones (skipped, with the reason, "
@@ -175,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Concatenate the pool data sets (default: every default pool source), remove texts equal to "
                     "a held-out text of any default task, chunk to --chunk-chars and write data.parquet + "
                     "manifest.json (with rows and chunks per source and the overlap found) to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     pool.add_argument("--sources", nargs="+", default=None, help="pool data sets (default: the default pool)")
     pool.add_argument("--chunk-chars", type=int, default=1000, help="chunk length in characters (0: whole documents)")
     pool.add_argument("--held-out-splits", nargs="+", default=["dev", "test"], choices=["dev", "test"],
@@ -205,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
                     "Presets: detox (3 epochs, lr 2e-5, betas 0.9/0.95, weight decay 0.1), zero-shot (1 epoch, "
                     "lr 1e-5), demo (20 steps of 8 x 128 tokens: about 3 minutes for SmolLM2-135M on 2 CPU cores). "
                     "Options given on the command line override the preset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     tr.add_argument("--selection", required=True, help="selection file from gotd select (or any text file)")
     tr.add_argument("--text-field", default="text", help="text column of the selection file")
     tr.add_argument("--model", default="smollm2-135m", help="registry name (gotd models list), folder or hub id")
@@ -244,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
                     "with the LM; perplexity is token-weighted on the split's texts; finetune trains a "
                     "classification head on the train split, selects on dev, reports test; toxicity samples "
                     "continuations of --prompts and scores them with --scorer.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     ev.add_argument("--model", required=True, help="model folder, registry name or hub id")
     ev.add_argument("--model-name", default=None, help="label of the model in the table (default: --model)")
     ev.add_argument("--task", default="rotten-tomatoes", help="a built task (gotd data list)")
@@ -286,7 +301,9 @@ def _encoder(args: argparse.Namespace) -> Any:
     from gotd.embed import Encoder
 
     return Encoder(args.model, pooling=args.pooling, normalize=args.normalize, max_length=args.max_length,
-                   batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+                   storage_dtype=getattr(args, "storage_dtype", "float32"),
+                   tokenize_workers=getattr(args, "tokenize_workers", None))
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:

@@ -115,3 +115,21 @@ def test_methods_lists_every_selector(capsys: pytest.CaptureFixture[str]) -> Non
     assert run(["methods"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert {"gotd", "gotd_contrast", "random", "dsir", "knn", "matching"} <= listed
+
+
+@pytest.mark.slow
+def test_embed_stores_bf16_shards_when_asked(files: tuple[Path, Path], tmp_path: Path) -> None:
+    pool, _ = files
+    cache = tmp_path / "cache"
+    out = tmp_path / "pool.npy"
+    assert run(["embed", "--input", pool, "--out", out, "--quiet", "--cache-dir", cache,
+                "--storage-dtype", "bfloat16", "--tokenize-workers", "1"]) == 0
+    manifests = list(cache.rglob("manifest.json"))
+    assert len(manifests) == 1
+    assert json.loads(manifests[0].read_text())["storage_dtype"] == "bfloat16"
+    vectors = np.load(out)
+    assert vectors.dtype == np.float32 and vectors.shape == (200, 384)
+    # bf16 keeps ~3 significant digits: the stored copy agrees with a float32 run to that precision.
+    again = tmp_path / "again.npy"
+    assert run(["embed", "--input", pool, "--out", again, "--quiet", "--no-cache"]) == 0
+    np.testing.assert_allclose(vectors, np.load(again), atol=2e-2)
