@@ -43,7 +43,7 @@ from typing import Any
 
 import pandas as pd
 
-from gotd._io import file_sha256, provenance, write_json_atomic
+from gotd._io import file_sha256, provenance, replace_dir, write_json_atomic
 from gotd.errors import GotdError, GotdInputError
 
 logger = logging.getLogger(__name__)
@@ -814,15 +814,9 @@ def _save_output(model: Any, tokenizer: Any, record: dict[str, Any], out_dir: Pa
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / RECORD_NAME, record)  # last: its presence marks a complete folder
-        if out_dir.exists():
-            if not overwrite:
-                raise GotdInputError(f"output folder {out_dir} appeared while training; not replacing it")
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        if out_dir.exists() and not overwrite:
+            raise GotdInputError(f"output folder {out_dir} appeared while training; not replacing it")
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
