@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from gotd._io import provenance, write_json_atomic
-from gotd.ot import DEFAULT_EPS_REL, DEFAULT_TOL, default_device, sinkhorn
+from gotd.ot import DEFAULT_EPS_REL, DEFAULT_TOL, available_memory_bytes, default_device, sinkhorn
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 GIB = 1 << 30
@@ -145,13 +145,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def available_memory_bytes() -> int:
+def free_memory_bytes() -> int:
     """``MemAvailable`` from /proc/meminfo (what can be allocated without swapping)."""
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("MemAvailable not found in /proc/meminfo")
+    free = available_memory_bytes(torch.device("cpu"))
+    if free is None:
+        raise RuntimeError("MemAvailable not found in /proc/meminfo")
+    return free
 
 
 def marginal_errors(x: np.ndarray, y: np.ndarray, f: np.ndarray, g: np.ndarray, eps: float,
@@ -378,7 +377,7 @@ def compare_with_pot(args: argparse.Namespace, base: dict[str, Any], scratch: Pa
     stop_thr = args.tol / math.sqrt(args.m)
     for n in args.sizes:
         needed = bytes_per_entry * n * args.m + 4 * n * args.d * 4
-        available = available_memory_bytes()
+        available = free_memory_bytes()
         if needed > args.memory_fraction * available:
             record["comparison_skipped"].append({
                 "n": n, "reason": f"POT would need ~{needed / GIB:.1f} GiB ({bytes_per_entry:.0f} bytes per cost entry, "
