@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scale.py"
 

@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast  # noqa: E402
-
-from gotd import embed  # noqa: E402
-from gotd.embed import (  # noqa: E402
+from gotd import embed
+from gotd.embed import (
     DEFAULT_ENCODER,
     Encoder,
     embed_texts,
@@ -25,7 +20,7 @@ from gotd.embed import (  # noqa: E402
     resolve_dtype,
     resolve_model_path,
 )
-from gotd.errors import GotdInputError  # noqa: E402
+from gotd.errors import GotdInputError
 
 WORDS = "the a cat dog sat ran on under mat rug big small red blue fast slow market bank stock river".split()
 MAX_POSITIONS = 64

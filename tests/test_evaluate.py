@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,6 @@ from gotd.evaluate import (
 from gotd.models import build_tiny_causal_lm
 from gotd.train import TrainConfig, document_prefix_ids, load_causal_lm_and_tokenizer, train
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 WORDS = {"sport": "goal team match league striker stadium".split(),
          "food": "onion garlic butter sauce soup oven".split()}

@@ -7,23 +7,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM  # noqa: E402
-
-from gotd import models  # noqa: E402
-from gotd.cli import main  # noqa: E402
-from gotd.errors import GotdError, GotdInputError  # noqa: E402
-from gotd.models import (  # noqa: E402
+from gotd import models
+from gotd.cli import main
+from gotd.errors import GotdError, GotdInputError
+from gotd.models import (
     MANIFEST_NAME,
     ModelSpec,
     PackageFile,

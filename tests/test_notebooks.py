@@ -38,8 +38,6 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> None:
         "display_name": "Python 3 (gotd tests)", "language": "python"}))
     old = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([str(folder.parents[1])] + ([old] if old else []))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     yield
     if old is None:
         os.environ.pop("JUPYTER_PATH", None)

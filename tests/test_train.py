@@ -25,8 +25,6 @@ from gotd.train import (
     train,
 )
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPETITIVE = ["the cat sat on the mat and the dog sat on the log. " * 6 for _ in range(12)]
 FAST = TrainConfig(max_steps=6, epochs=3, learning_rate=3e-3, batch_size=4, max_length=32, save_steps=3)
