@@ -12,3 +12,12 @@ class GotdError(Exception):
 
 class GotdInputError(GotdError, ValueError):
     """Input data or arguments that gotd cannot use (missing file, empty texts, wrong shapes...)."""
+
+
+class GotdConvergenceError(GotdError, RuntimeError):
+    """An iterative solve stopped without meeting its tolerance, or diverged.
+
+    Raised instead of returning a result computed from unconverged or blown-up potentials; pass
+    ``allow_unconverged=True`` (CLI: ``--allow-unconverged``) to get such a result anyway, recorded as
+    unconverged in its diagnostics.
+    """

@@ -49,3 +49,12 @@ def test_dtype_name_round_trip():
     for name, value in devices.DTYPES.items():
         assert devices.dtype_name(value) == name
     assert devices.dtype_name("bf16") == "bfloat16"
+
+
+def test_presets_name_their_stages_and_refuse_unknown_names():
+    from gotd.presets import preset_options
+
+    assert preset_options(None, "ot") == {}
+    assert preset_options("paper", "encoder")["pooling"] == "mean_with_padding"
+    with pytest.raises(GotdInputError, match="paper"):
+        preset_options("papr", "ot")
