@@ -13,10 +13,12 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from gotd.errors import GotdInputError
 
 _TRACKED_PACKAGES = ("gotd", "numpy", "torch", "transformers", "pot", "pandas", "pyarrow")
 
@@ -28,8 +30,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     Use for writers that want a file name (``DataFrame.to_parquet``, ``numpy.save``...).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (PermissionError, FileExistsError, NotADirectoryError) as exc:
+        # The temporary file's name would mean nothing to the user: name the output and the fix.
+        raise GotdInputError(f"cannot write {path}: the folder {path.parent} is not writable or not a folder "
+                             f"({exc.strerror or type(exc).__name__}); choose an output path in a folder you can "
+                             "write to") from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates the file private (0600); give the result the permissions a plain open() would.
@@ -38,10 +46,54 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except (IsADirectoryError, PermissionError) as exc:
+            raise GotdInputError(f"cannot write {path}: {'it is a folder' if path.is_dir() else exc.strerror}; "
+                                 "give the path of a file to write") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_output_is_not_input(out: str | os.PathLike[str], inputs: Mapping[str, Any], *,
+                              out_flag: str = "--out", replaces_folder: bool = False) -> None:
+    """Refuse to write ``out`` when it is one of ``inputs``: writing it would destroy the user's input.
+
+    Two paths are the same when they resolve to the same place (symlinks followed) or name the same file
+    (device and inode: hard links). With ``replaces_folder=True`` (``out`` is a folder the command replaces
+    as a whole) an input inside ``out`` is refused too.
+
+    Parameters
+    ----------
+    out : path
+        The output the command is about to write (it may not exist yet).
+    inputs : mapping of str to path or None
+        What the command reads, by the name the user knows it under (``"--pool"``); None entries are ignored.
+    out_flag : str
+        How the user named the output, for the message.
+    replaces_folder : bool
+        ``out`` is a folder that is removed and written anew.
+
+    Raises
+    ------
+    GotdInputError
+        Naming both the input and the output.
+    """
+    target = Path(out).expanduser()
+    resolved = target.resolve()
+    for name, value in inputs.items():
+        if value is None or not isinstance(value, (str, os.PathLike)):
+            continue
+        source = Path(value).expanduser()
+        same = source.resolve() == resolved
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(source, target)
+        inside = replaces_folder and resolved in source.resolve().parents
+        if same or inside:
+            how = "is" if same else "contains"
+            raise GotdInputError(f"{out_flag} {out} {how} the input {name} {value}: writing it would replace what "
+                                 f"gotd reads; choose another output path")
 
 
 def apply_umask(folder: str | os.PathLike[str]) -> None:

@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic, write_text_atomic
 from gotd.embed import Encoder
-from gotd.pipeline import (NO_INPUT_METHODS, PROGRESS_METHODS, TEXT_METHODS, embed_frames, prepare_pool,
-                           prepare_target)
-from gotd.selection import save_selection
-from gotd.selectors import run_selector
+from gotd.stages import select_stage
 
 DEMO_METHODS = ("gotd", "matching", "knn", "dsir", "random")
+"""The methods ``gotd demo`` compares (GOT-D and every baseline of the paper)."""
 DEMO_TARGET = "rotten-tomatoes"
+RECORD_FILE = "select-demo.json"
+"""The demo's record; ``gotd run demo`` writes its own ``run.json`` into ``reports/demo/``."""
 
 
 def run_demo(
-    out_dir: str | os.PathLike[str] = "reports/demo",
+    out_dir: str | os.PathLike[str] = "reports/select-demo",
     *,
     data_dir: str | os.PathLike[str] = "data",
     budget: int = 500,
@@ -33,40 +32,28 @@ def run_demo(
     chunk_chars: int = 1000,
     cache_dir: str | os.PathLike[str] | None = None,
     encoder: Encoder | None = None,
+    shard_size: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Fetch the demo data, select ``budget`` pool chunks with each method, write the report.
+    """Fetch the demo data, select ``budget`` pool chunks with each method (the select stage), write the report.
 
     Returns
     -------
     pandas.DataFrame
         The domain make-up of each method's selection (share of the budget per pool domain), also written
-        to ``<out_dir>/domain_shares.csv`` next to each selection file and ``summary.md``.
+        to ``<out_dir>/domain_shares.csv`` next to each selection file, ``summary.md`` and
+        ``select-demo.json``.
     """
-    from gotd import assets
-
     out = Path(out_dir)
-    assets.fetch(DEMO_TARGET, data_dir=data_dir)
-    pool = prepare_pool(assets.build_demo_pool(data_dir=data_dir, fetch_missing=True), chunk_chars=chunk_chars,
-                        progress=progress)
-    target = prepare_target(assets.load(DEMO_TARGET, data_dir=data_dir, split="train"), chunk_chars=chunk_chars)
-    encoder = encoder or Encoder()
-    if any(m not in TEXT_METHODS | NO_INPUT_METHODS for m in methods):
-        pool_emb, target_emb = embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir, progress=progress)
-    shares, overlap_sets, rows = {}, {}, []
-    for method in methods:
-        if method in TEXT_METHODS:
-            inputs = (pool["text"].tolist(), target["text"].tolist())
-        else:
-            inputs = (pool_emb, target_emb)
-        options: dict[str, Any] = {"progress": progress} if method in PROGRESS_METHODS else {}
-        selection = run_selector(inputs[0], inputs[1], budget, method=method, seed=seed, **options)
-        save_selection(selection, out / f"{method}.jsonl", records=pool,
-                       extra={"encoder": encoder.settings(), "pool_rows": len(pool), "target_rows": len(target),
-                              "target": DEMO_TARGET})
-        chosen = pool.iloc[selection.indices]
-        shares[method] = chosen["domain"].value_counts(normalize=True)
-        overlap_sets[method] = set(selection.indices.tolist())
+    result = select_stage("demo", DEMO_TARGET, budget, methods=methods, out=out, seed=seed, encoder=encoder,
+                          cache_dir=cache_dir, shard_size=shard_size, progress=progress,
+                          load={"chunk_chars": chunk_chars, "data_dir": Path(data_dir).absolute(),
+                                "target_split": "train"},
+                          record={"target": DEMO_TARGET, "chunk_chars": chunk_chars})
+    pool = result.pool
+    shares, rows = {}, []
+    for method, selection in result.selections.items():
+        shares[method] = pool.iloc[selection.indices]["domain"].value_counts(normalize=True)
         rows.append({"method": method, "budget": budget, **{k: v for k, v in selection.diagnostics.items()
                                                              if k in ("eps", "eps_rel", "iterations",
                                                                       "marginal_error", "seconds")}})
@@ -75,12 +62,15 @@ def run_demo(
     table = table.fillna(0.0).round(3)
     with atomic_path(out / "domain_shares.csv") as tmp:
         table.to_csv(tmp)
-    overlap = pd.DataFrame({a: {b: len(overlap_sets[a] & overlap_sets[b]) / budget for b in methods} for a in methods})
-    write_text_atomic(out / "summary.md", _summary(table, overlap, pd.DataFrame(rows), len(pool), len(target), budget))
-    write_json_atomic(out / "run.json", {"budget": budget, "methods": list(methods), "seed": seed,
+    chosen = {m: set(s.indices.tolist()) for m, s in result.selections.items()}
+    overlap = pd.DataFrame({a: {b: len(chosen[a] & chosen[b]) / budget for b in methods} for a in methods})
+    write_text_atomic(out / "summary.md", _summary(table, overlap, pd.DataFrame(rows), len(pool), len(result.target),
+                                                   budget))
+    write_json_atomic(out / RECORD_FILE, {"budget": budget, "methods": list(methods), "seed": seed,
                                           "chunk_chars": chunk_chars, "pool_rows": len(pool),
-                                          "target_rows": len(target), "encoder": encoder.settings(),
-                                          **provenance(device=encoder.device)})
+                                          "target_rows": len(result.target), "encoder": result.encoder_settings,
+                                          "n_exact_duplicates": result.n_exact_duplicates,
+                                          **provenance(device=result.encoder_settings.get("device"))})
     return table
 
 

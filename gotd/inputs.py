@@ -35,8 +35,8 @@ def is_builtin_task(name: str) -> bool:
 
 
 def looks_like_file(name: str) -> bool:
-    """True when ``name`` reads as a path (has a folder part or a file suffix) rather than a data set name."""
-    return "/" in name or os.sep in name or Path(name).suffix != ""
+    """True when ``name`` reads as a path (exists, has a folder part or a file suffix) rather than a data set name."""
+    return "/" in name or os.sep in name or Path(name).suffix != "" or Path(name).exists()
 
 
 def task_name(target: str, *, smoke: bool = False) -> str:
@@ -48,11 +48,13 @@ def task_name(target: str, *, smoke: bool = False) -> str:
 
 def load_pool(pool: str = DEMO_POOL, *, text_field: str = "text", chunk_chars: int | None = 1000,
               data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0,
-              progress: bool = True) -> pd.DataFrame:
+              dedup: bool = False, drop_empty: bool = False, progress: bool = True) -> pd.DataFrame:
     """The candidate pool, chunked: columns ``id``, ``text``, ``doc_id``, offsets and the source's others.
 
     ``pool="demo"`` fetches the built-in pool into ``data_dir`` when missing (or, in smoke mode, uses
-    :func:`gotd.toy.toy_text_pool` with ``SMOKE_POOL_DOCS`` documents and ``seed``).
+    :func:`gotd.toy.toy_text_pool` with ``SMOKE_POOL_DOCS`` documents and ``seed``). ``chunk_chars`` of 0 or
+    None keeps documents whole; ``dedup`` drops exact duplicate documents first; ``drop_empty`` drops empty
+    texts (reported) instead of stopping.
     """
     if not looks_like_file(pool):
         if pool != DEMO_POOL:
@@ -67,11 +69,13 @@ def load_pool(pool: str = DEMO_POOL, *, text_field: str = "text", chunk_chars: i
             source = assets.build_demo_pool(data_dir=resolve_path(data_dir), fetch_missing=True)
     else:
         source = _existing_file(pool, "pool")
-    return prepare_pool(source, text_field=text_field, chunk_chars=chunk_chars, progress=progress)
+    return prepare_pool(source, text_field=text_field, chunk_chars=chunk_chars or None, dedup=dedup,
+                        drop_empty=drop_empty, progress=progress)
 
 
 def load_task(target: str, *, split: str | None = "train", text_field: str = "text",
-              data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0) -> pd.DataFrame:
+              data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0,
+              drop_empty: bool = False) -> pd.DataFrame:
     """A task's rows (with ``label`` when it has labels), one split or all (``split=None``), unpacked.
 
     Built-in task names are fetched into ``data_dir`` when missing; in smoke mode any name that is not a
@@ -81,7 +85,7 @@ def load_task(target: str, *, split: str | None = "train", text_field: str = "te
     if looks_like_file(target):
         from gotd.data import read_texts
 
-        frame = read_texts(_existing_file(target, "target"), text_field=text_field)
+        frame = read_texts(_existing_file(target, "target"), text_field=text_field, drop_empty=drop_empty)
     elif smoke:
         from gotd.toy import toy_text_task
 
@@ -107,10 +111,15 @@ def load_task(target: str, *, split: str | None = "train", text_field: str = "te
 
 def load_target(target: str, *, split: str | None = "train", text_field: str = "text",
                 chunk_chars: int | None = 1000, data_dir: str | os.PathLike[str] = "data", smoke: bool = False,
-                seed: int = 0) -> pd.DataFrame:
-    """The target set for selection: :func:`load_task` packed to ``chunk_chars`` characters (as the paper)."""
-    rows = load_task(target, split=split, text_field=text_field, data_dir=data_dir, smoke=smoke, seed=seed)
-    return prepare_target(rows[["id", "text"]] if "id" in rows.columns else rows[["text"]], chunk_chars=chunk_chars)
+                seed: int = 0, drop_empty: bool = False) -> pd.DataFrame:
+    """The target set for selection: :func:`load_task` packed to ``chunk_chars`` characters (as the paper).
+
+    ``chunk_chars`` of 0 or None keeps one row per sample.
+    """
+    rows = load_task(target, split=split, text_field=text_field, data_dir=data_dir, smoke=smoke, seed=seed,
+                     drop_empty=drop_empty)
+    return prepare_target(rows[["id", "text"]] if "id" in rows.columns else rows[["text"]],
+                          chunk_chars=chunk_chars or None)
 
 
 def _existing_file(path: str, role: str) -> Path:

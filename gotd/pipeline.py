@@ -1,7 +1,8 @@
-"""The selection job end to end: texts in, chunks, embeddings, a ranked selection, files out.
+"""The text steps of the select stage: read and chunk the pool, pack the target, embed frames.
 
-The command line and the notebooks call these functions; each step is also usable on its own
-(:mod:`gotd.data`, :mod:`gotd.embed`, :mod:`gotd.selectors`, :mod:`gotd.selection`).
+The stage itself (load, embed once, select with every method, write files) is
+:func:`gotd.stages.select_stage`; :func:`select_texts` and :func:`write_selection` remain for callers of
+the old API.
 """
 from __future__ import annotations
 
@@ -16,17 +17,6 @@ import pandas as pd
 from gotd.data import chunk_documents, deduplicate, pack_targets, read_texts
 from gotd.embed import Encoder
 from gotd.selection import Selection, save_selection
-from gotd.selectors import run_selector
-
-TEXT_METHODS = frozenset({"dsir"})
-"""Selectors that work on raw text instead of embeddings."""
-
-NO_INPUT_METHODS = frozenset({"random"})
-"""Selectors that need neither text features nor embeddings."""
-
-PROGRESS_METHODS = frozenset({"gotd", "gotd_contrast", "dsir", "knn", "matching"})
-"""Selectors with a progress bar of their own."""
-
 
 def default_cache_dir() -> Path:
     """Embedding cache folder: ``$GOTD_CACHE_DIR``, else ``$XDG_CACHE_HOME/gotd`` or ``~/.cache/gotd``."""
@@ -81,26 +71,24 @@ def select_texts(
     progress: bool = True,
     **method_options: Any,
 ) -> tuple[Selection, dict[str, Any]]:
-    """Run one selector on prepared pool and target frames (see :func:`prepare_pool`).
+    """Run one selector on prepared pool and target frames, without writing files.
 
-    Embedding methods embed both frames with ``encoder`` (default: the bundled MiniLM); ``dsir`` works on
-    the texts; ``random`` needs neither. Returns the selection and the encoder settings (empty for the
-    methods that use none) for the selection's record.
+    Kept for callers of the old API; the select stage (:func:`gotd.stages.select_stage`) does the same and
+    writes the selection. What the method reads (embeddings, texts, nothing) comes from the selector
+    registry. Returns the selection and the encoder settings (empty for the methods that read no
+    embeddings).
     """
-    if method in TEXT_METHODS:
-        inputs = (pool["text"].tolist(), target["text"].tolist())
-        settings: dict[str, Any] = {}
-    elif method in NO_INPUT_METHODS:
-        inputs = (np.zeros((len(pool), 1)), np.zeros((len(target), 1)))
-        settings = {}
-    else:
+    from gotd.stages._registry import selector_specs
+    from gotd.stages.select import SelectResult, _run_one
+
+    spec = selector_specs([method])[method]
+    result = SelectResult(pool=pool.reset_index(drop=True), target=target.reset_index(drop=True))
+    if spec.inputs == "embeddings":
         encoder = encoder or Encoder()
-        inputs = tuple(embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir, progress=progress))
-        settings = encoder.settings()
-    if method in PROGRESS_METHODS:
-        method_options.setdefault("progress", progress)
-    selection = run_selector(inputs[0], inputs[1], budget, method=method, seed=seed, **method_options)
-    return selection, settings
+        result.embeddings = tuple(embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir,
+                                               progress=progress))  # type: ignore[assignment]
+        result.encoder_settings = encoder.settings()
+    return _run_one(spec, result, budget, seed, progress, method_options, {}), result.encoder_settings
 
 
 def write_selection(selection: Selection, pool: pd.DataFrame, out: str | os.PathLike[str], *,

@@ -1,16 +1,8 @@
-"""The ``gotd`` command line: embed texts and select pre-fine-tuning data from files.
-
-Every error that comes from bad input is printed as one line (``gotd: error: ...``) with exit code 2.
-"""
+"""The ``gotd`` argument parser: every command and option, with its help text."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+import math
 
 EXAMPLES = """examples:
   gotd run demo                      # the main job: select, pre-fine-tune, evaluate, report
@@ -32,6 +24,28 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _positive_finite(text: str) -> float:
+    """argparse type of eps, eps_rel and tol: a finite number > 0 (nan, inf and <= 0 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0 (e.g. 0.05)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1 (iterations, shard size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
+
+
 def _add_text_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("text preparation")
     g.add_argument("--chunk-chars", type=int, default=1000,
@@ -48,9 +62,10 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding")
     g.add_argument("--model", default="minilm",
                    help="encoder: 'minilm' (bundled all-MiniLM-L6-v2, the default), a local folder or a hub id")
-    g.add_argument("--pooling", default="mean", choices=["mean", "mean_with_padding", "cls"],
-                   help="mean over real tokens (default); mean_with_padding reproduces the paper's code")
-    g.add_argument("--normalize", action="store_true", help="L2-normalise embeddings")
+    g.add_argument("--pooling", default=None, choices=["mean", "mean_with_padding", "cls"],
+                   help="mean over real tokens (default; --preset paper: mean_with_padding, the paper's code)")
+    g.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="L2-normalise embeddings (default: no)")
     g.add_argument("--max-length", type=int, default=256, help="token limit per text (default 256)")
     g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -64,10 +79,15 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default=None,
                    help="embedding cache (default $GOTD_CACHE_DIR or ~/.cache/gotd/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    g.add_argument("--shard-size", type=_positive_int, default=None,
+                   help="texts per cache shard: an interrupted run resumes after the last finished shard "
+                        "(default: the encoder's)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gotd`` parser with every sub-command."""
     from gotd import __version__
+    from gotd.presets import preset_names
 
     parser = argparse.ArgumentParser(
         prog="gotd",
@@ -97,13 +117,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_text_options(sel)
     _add_encoder_options(sel)
     ot = sel.add_argument_group("OT solve (gotd, gotd_contrast)")
-    ot.add_argument("--eps", type=float, default=None, help="entropic regularisation in cost units (POT's reg)")
-    ot.add_argument("--eps-rel", type=float, default=None,
+    ot.add_argument("--eps", type=_positive_finite, default=None,
+                    help="entropic regularisation in cost units (POT's reg)")
+    ot.add_argument("--eps-rel", type=_positive_finite, default=None,
                     help="regularisation relative to std of the cost (default 0.05 when --eps is not given)")
-    ot.add_argument("--tol", type=float, default=None, help="stop at this L1 target-marginal error (default 1e-2)")
-    ot.add_argument("--max-iter", type=int, default=None, help="iteration cap (default 10000)")
+    ot.add_argument("--tol", type=_positive_finite, default=None,
+                    help="stop at this L1 target-marginal error (default 1e-2)")
+    ot.add_argument("--max-iter", type=_positive_int, default=None, help="iteration cap (default 10000)")
+    ot.add_argument("--allow-unconverged", action="store_true",
+                    help="write the selection even if the solve stops above --tol (the sidecar and the last "
+                         "line say so); without it an unconverged solve writes nothing and exits 2")
     ot.add_argument("--subsample", type=float, default=None,
                     help="solve on this many candidates (or this fraction if <= 1), score all by c-transform")
+    sel.add_argument("--preset", default=None, choices=preset_names(),
+                     help="a published procedure: paper = the GOT-D paper's eps 0.1 absolute, stopping rule and "
+                          "mean pooling over padding; options given explicitly still win")
     sel.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="any other option of the method, VALUE as JSON (e.g. --option k_neighbors=5)")
     sel.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -129,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
                     "select --budget chunks with each method and write the selections, domain shares and a "
                     "summary to --out.",
         formatter_class=_DefaultsHelpFormatter)
-    demo.add_argument("--out", default="reports/demo", help="report folder")
+    demo.add_argument("--out", default="reports/select-demo",
+                      help="report folder (not reports/demo, which belongs to `gotd run demo`)")
     demo.add_argument("--data-dir", default="data", help="where the built data sets live")
     demo.add_argument("--budget", type=int, default=500, help="chunks to select per method")
     demo.add_argument("--seed", type=int, default=0, help="seed of every random choice")
@@ -295,306 +324,3 @@ def _parser() -> argparse.ArgumentParser:
     tx.add_argument("--utility-texts", default=None, help="held-out texts for the perplexity utility cost")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
-
-
-def _encoder(args: argparse.Namespace) -> Any:
-    from gotd.embed import Encoder
-
-    return Encoder(args.model, pooling=args.pooling, normalize=args.normalize, max_length=args.max_length,
-                   batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-                   storage_dtype=getattr(args, "storage_dtype", "float32"),
-                   tokenize_workers=getattr(args, "tokenize_workers", None))
-
-
-def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from gotd.pipeline import default_cache_dir
-
-    if args.no_cache:
-        return None
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-
-
-def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    from gotd.errors import GotdInputError
-
-    options: dict[str, Any] = {}
-    for name in ("eps", "eps_rel", "tol", "max_iter"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.subsample is not None:
-        options["subsample"] = args.subsample if args.subsample <= 1 else int(args.subsample)
-    for item in args.option:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise GotdInputError(f"--option {item!r} is not KEY=VALUE; write e.g. --option k_neighbors=5")
-        try:
-            options[key.replace("-", "_")] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.replace("-", "_")] = raw
-    return options
-
-
-def _chunk(value: int | None) -> int | None:
-    return None if not value else value
-
-
-def cmd_select(args: argparse.Namespace) -> int:
-    from gotd.pipeline import NO_INPUT_METHODS, TEXT_METHODS, prepare_pool, prepare_target, select_texts, write_selection
-    from gotd.selectors import available_methods
-    from gotd.errors import GotdInputError
-
-    if args.method not in available_methods():
-        raise GotdInputError(f"unknown method {args.method!r}; choose one of {', '.join(available_methods())}")
-    progress = not args.quiet
-    target_chunk = args.target_chunk_chars if args.target_chunk_chars is not None else args.chunk_chars
-    pool = prepare_pool(args.pool, text_field=args.pool_field, chunk_chars=_chunk(args.chunk_chars),
-                        dedup=args.dedup, drop_empty=args.drop_empty, progress=progress)
-    target = prepare_target(args.target, text_field=args.target_field, chunk_chars=_chunk(target_chunk),
-                            drop_empty=args.drop_empty)
-    print(f"pool: {len(pool)} chunks from {args.pool}; target: {len(target)} texts from {args.target}",
-          file=sys.stderr)
-    uses_encoder = args.method not in TEXT_METHODS | NO_INPUT_METHODS
-    selection, settings = select_texts(
-        pool, target, args.budget, method=args.method, seed=args.seed,
-        encoder=_encoder(args) if uses_encoder else None, cache_dir=_cache_dir(args) if uses_encoder else None,
-        progress=progress, **_method_options(args))
-    inputs = {"pool": os.fspath(args.pool), "target": os.fspath(args.target), "pool_rows": len(pool),
-              "target_rows": len(target), "chunk_chars": _chunk(args.chunk_chars),
-              "target_chunk_chars": _chunk(target_chunk), "dedup": args.dedup}
-    out = write_selection(selection, pool, args.out, encoder_settings=settings, inputs=inputs)
-    diag = selection.diagnostics
-    summary = f"selected {len(selection.indices)} of {len(pool)} with {args.method} -> {out} (+ {out}.json)"
-    if "eps" in diag:
-        summary += (f"; OT eps={diag['eps']:.4g} (eps/std(C)={diag['eps_rel']:.3g}), {diag['iterations']} "
-                    f"iterations, marginal error {diag['marginal_error']:.2e}, {diag['seconds']:.1f} s")
-    print(summary)
-    return 0
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from gotd._io import atomic_path, provenance, write_json_atomic
-    from gotd.data import texts_fingerprint
-    from gotd.pipeline import prepare_pool
-
-    frame = prepare_pool(args.input, text_field=args.field, chunk_chars=_chunk(args.chunk_chars),
-                         drop_empty=args.drop_empty, progress=not args.quiet)
-    encoder = _encoder(args)
-    texts = frame["text"].tolist()
-    vectors = encoder.encode(texts, cache_dir=_cache_dir(args), progress=not args.quiet)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        out = out.with_suffix(out.suffix + ".npy")
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, vectors)
-    write_json_atomic(str(out) + ".json", {
-        "input": os.fspath(args.input), "rows": len(texts), "dim": int(vectors.shape[1]),
-        "ids": frame["id"].tolist(), "texts_sha256": texts_fingerprint(texts), "encoder": encoder.settings(),
-        "chunk_chars": _chunk(args.chunk_chars), **provenance(device=encoder.device)})
-    print(f"embedded {len(texts)} texts ({vectors.shape[1]}-d) -> {out} (+ {out}.json)")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gotd.demo import run_demo
-
-    table = run_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
-                     cache_dir=_cache_dir(args), encoder=_encoder(args), progress=not args.quiet)
-    print(table.to_string())
-    print(f"report: {Path(args.out) / 'summary.md'} (selections: {args.out}/<method>.jsonl)")
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from gotd import assets
-
-    if args.data_command == "list":
-        print(assets.list_datasets(data_dir=args.data_dir).to_string(index=False, max_colwidth=50))
-        return 0
-    if args.data_command == "pool":
-        return _data_pool(args)
-    names = list(assets.RECIPES) if args.all else (args.names or assets.default_names())
-    for name in names:
-        assets.get_recipe(name)  # reject a misspelt name before downloading anything
-    skipped = []
-    if args.all:  # optional sources whose client is missing are left out, with the reason
-        for name in names:
-            reason = assets.missing_client(assets.RECIPES[name].source)
-            if reason:
-                skipped.append(name)
-                print(f"{name}: skipped: {reason}", file=sys.stderr)
-    built = assets.fetch_many([n for n in names if n not in skipped], data_dir=args.data_dir, force=args.force,
-                              timeout_s=args.timeout)
-    for name, folder in built.items():
-        print(f"{name}: {folder} ({assets.load_manifest(name, args.data_dir)['rows']:,} rows)")
-    return 1 if skipped else 0
-
-
-def _data_pool(args: argparse.Namespace) -> int:
-    from gotd import assets
-
-    pool = assets.build_pool(args.data_dir, sources=args.sources, chunk_chars=args.chunk_chars or None,
-                             held_out_splits=args.held_out_splits, keep_overlap=args.keep_overlap, progress=True)
-    out = assets.save_pool(pool, args.out or Path(args.data_dir) / "pool")
-    report = pool.attrs["report"]
-    for name, row in report["sources"].items():
-        print(f"{name:20s} {row['documents']:>8,} documents {row['documents_kept']:>8,} kept "
-              f"{row['chunks']:>8,} chunks {row['chars']:>12,} characters")
-    overlap = report["held_out"]["documents"]["_all"]
-    print(f"total: {report['total_chunks']:,} chunks of at most {report['chunk_chars']} characters; "
-          f"{overlap['matched']:,} documents matched a held-out text ({overlap['removed']:,} removed) -> {out}")
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from gotd import models
-
-    if args.models_command == "list":
-        for row in models.list_models():
-            size = row["size_on_disk_mb"] if row["fetched"] else row["download_mb"]
-            size_text = f"{size:.0f} MB" + (" on disk" if row["fetched"] else " download") if size else "-"
-            print(f"{row['name']:14s} {row['role']:38s} {'fetched' if row['fetched'] else 'not fetched':11s} "
-                  f"{size_text:18s} {row['licence']:20s} {row['package']}")
-        print(f"cache: {models.model_cache_root()} (set ${models.MODEL_DIR_ENV} to move it)")
-        return 0
-    for name in dict.fromkeys(args.names):
-        models.get_model_spec(name)  # unknown names fail before any download
-    for name in dict.fromkeys(args.names):
-        folder = models.fetch_model(name, force=args.force)
-        print(f"{name}: {folder}")
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from gotd.errors import GotdInputError
-    from gotd.run import builtin_config_descriptions, load_config, plan_run, run_config
-
-    if args.list:
-        for name, description in builtin_config_descriptions().items():
-            print(f"{name:22s} {description}")
-        return 0
-    if not args.config:
-        raise GotdInputError("name a config: gotd run demo, gotd run my.yaml (gotd run --list shows the built-in ones)")
-    config = load_config(args.config, args.overrides)
-    if args.plan:
-        for point in plan_run(config, args.reports_dir):
-            after = f"  (after {', '.join(point.depends_on)})" if point.depends_on else ""
-            print(f"{point.name}{after}")
-            for key, value in point.parameters.items():
-                print(f"    {key} = {json.dumps(value)}")
-        return 0
-    summary = run_config(config, reports_dir=args.reports_dir, fail_fast=args.fail_fast, force=args.force,
-                         html=not args.no_html, progress=not args.quiet, stream_output=not args.quiet,
-                         kernel_name=args.kernel)
-    counts: dict[str, int] = {}
-    for result in summary.results.values():
-        counts[result.status] = counts.get(result.status, 0) + 1
-    print(f"{config.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
-          f" of {len(summary.points)} points")
-    for result in summary.failed:
-        err = result.error or {}
-        where = f" (cell {err['cell_index']})" if err.get("cell_index") is not None else ""
-        print(f"  {result.status}: {result.name}{where}: {err.get('ename', '')}: {err.get('evalue', '')}")
-    print(f"results: {summary.run_root / 'results.csv'} ({0 if summary.table is None else len(summary.table)} rows)")
-    print(f"report: {summary.index}")
-    return 0 if summary.ok else 1
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from gotd.train import preset, train
-
-    overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
-    config = preset(args.preset, **overrides)
-    result = train(args.model, args.selection, args.out, config, text_field=args.text_field,
-                   resume_from_checkpoint=True if args.resume else None, keep_checkpoints=args.keep_checkpoints,
-                   overwrite=args.overwrite, device=args.device, progress=not args.quiet)
-    record = result.record
-    curve = record["curve"]
-    first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))
-    print(f"pre-fine-tuned {args.model} on {record['data']['n_texts']} texts ({record['tokens']['n_blocks']} blocks of "
-          f"{config.max_length} tokens) for {record['steps']} steps in {record['seconds']:.0f} s "
-          f"({record['precision']}, {record['device']}); loss {first:.3f} -> {last:.3f}")
-    print(f"model: {result.output_dir} (record: {result.output_dir / 'gotd_train.json'})")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gotd._io import provenance, write_json_atomic
-    from gotd.data import read_texts
-    from gotd.evaluate import evaluate_on_task, write_results
-
-    out = Path(args.out)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        from gotd.errors import GotdInputError
-
-        raise GotdInputError(f"--out {out} must end in .csv or .parquet")
-    toxicity = None
-    if "toxicity" in args.metrics:
-        from gotd.errors import GotdInputError
-
-        if args.prompts is None:
-            raise GotdInputError("--metrics toxicity needs --prompts FILE (e.g. prompts from the detox data)")
-        toxicity = {"prompts": read_texts(args.prompts, text_field=args.prompt_field)["text"].tolist(),
-                    "scorer": args.scorer, "n_generations": args.n_generations,
-                    "max_new_tokens": args.max_new_tokens, "top_p": args.top_p}
-        if args.utility_texts:
-            toxicity["utility_texts"] = read_texts(args.utility_texts)["text"].tolist()
-    finetune = {"seeds": args.seeds, "max_train_labels": args.max_train_labels, "learning_rates": args.finetune_lr,
-                "epochs": args.finetune_epochs, "max_length": args.finetune_max_length, "truncate": args.truncate}
-    table = evaluate_on_task(args.model, args.task, evaluations=args.metrics, data_dir=args.data_dir,
-                             split=args.split, max_examples=args.max_examples, model_name=args.model_name,
-                             scoring=args.scoring, batch_size=args.batch_size, max_length=args.max_length,
-                             seed=args.seed, n_bootstrap=args.bootstrap, finetune=finetune, toxicity=toxicity,
-                             device=args.device, progress=not args.quiet)
-    write_results(table, out)
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    write_json_atomic(str(out) + ".json", {"command": "evaluate", "arguments": vars(args), "rows": len(table),
-                                           **provenance(device=device)})
-    columns = [c for c in ("model", "task", "split", "metric", "value", "ci_low", "ci_high", "seed", "n")
-               if c in table.columns]
-    print(table[columns].to_string(index=False))
-    print(f"results: {out} (+ {out}.json)")
-    return 0
-
-
-def cmd_methods(_: argparse.Namespace) -> int:
-    from gotd.selectors import SELECTORS
-
-    for name in sorted(SELECTORS):
-        doc = (SELECTORS[name].__doc__ or "").strip().splitlines()
-        print(f"{name:15s} {doc[0] if doc else ''}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gotd`` console script; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from gotd.errors import GotdError
-
-    handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods, "demo": cmd_demo,
-                "data": cmd_data, "run": cmd_run, "models": cmd_models, "train": cmd_train,
-                "evaluate": cmd_evaluate}
-    try:
-        return handlers[args.command](args)
-    except GotdError as exc:
-        print(f"gotd: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"gotd: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gotd: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The ``gotd`` command line: select pre-fine-tuning data, embed texts, run the notebooks, train, evaluate.
+
+Every error that comes from bad input is printed as one line (``gotd: error: ...``) with exit code 2; so is
+an OT solve that did not converge (``--allow-unconverged`` keeps such a selection, and says so).
+
+Layout: :mod:`gotd.cli._parser` (every command and option), :mod:`gotd.cli._select` (select, embed, demo,
+methods: doors onto :func:`gotd.stages.select_stage`), :mod:`gotd.cli._commands` (data, models, run, train,
+evaluate).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from gotd.cli._commands import cmd_data, cmd_evaluate, cmd_models, cmd_run, cmd_train
+from gotd.cli._parser import build_parser
+from gotd.cli._select import cmd_demo, cmd_embed, cmd_methods, cmd_select
+
+__all__ = ["build_parser", "main"]
+
+_parser = build_parser  # the old private name, kept for callers of gotd.cli._parser()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gotd`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from gotd.errors import GotdError
+
+    handlers = {"select": cmd_select, "embed": cmd_embed, "methods": cmd_methods, "demo": cmd_demo,
+                "data": cmd_data, "run": cmd_run, "models": cmd_models, "train": cmd_train,
+                "evaluate": cmd_evaluate}
+    try:
+        return handlers[args.command](args)
+    except GotdError as exc:  # bad input and unconverged solves alike: one line, exit 2
+        print(f"gotd: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"gotd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gotd: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The ``select`` stage, written once: texts -> chunks -> embeddings -> selections -> files with sidecars.
+
+Every front door runs this one function: ``gotd select`` (one method, one output file), ``gotd demo``
+(every method into a folder), notebook ``01_select`` (and through it the ``select`` stage of
+``gotd run``). The steps, in order::
+
+    load      pool and target by name or path (gotd.inputs), chunked / packed to chunk_chars characters
+    check     methods known to the registry, outputs not among the inputs, pool size, duplicates counted
+    embed     once, only when a method reads embeddings (or the caller asks for them), cached on disk
+    select    each method reads what the registry says it reads (embeddings, texts or nothing)
+    write     <out>/<method>.jsonl (or the file named for it) plus its JSON sidecar, atomically
+
+A solve that did not converge writes no file (:class:`gotd.errors.GotdConvergenceError`) unless
+``allow_unconverged=True``; the sidecar then says so. The sidecar's ``extra`` records the inputs, the
+encoder settings (for methods that used embeddings), the preset and ``n_exact_duplicates``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gotd._io import check_output_is_not_input
+from gotd.errors import GotdConvergenceError, GotdInputError
+from gotd.selection import Selection, save_selection
+from gotd.stages._registry import accepts, count_exact_duplicates, selector_specs, solver_accepts
+
+__all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_stage", "selection_outputs"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class SelectResult:
+    """What :func:`select_stage` produced.
+
+    Attributes
+    ----------
+    pool, target : pandas.DataFrame
+        The chunked pool and the packed target the methods saw (``id``, ``text``, ...).
+    selections : dict of str to Selection
+        Each method's ranked selection, in the order asked.
+    paths : dict of str to Path
+        The selection file written for each method (its sidecar is ``<path>.json``).
+    embeddings : tuple of numpy.ndarray, optional
+        ``(pool, target)`` float32 embeddings when a method read them (or ``embed=True``); else None.
+    encoder_settings : dict
+        The encoder's settings when embeddings were computed, else ``{}``.
+    n_exact_duplicates : int
+        Pool rows whose text equals an earlier row's (kept: they can be selected twice).
+    unconverged : list of str
+        Methods whose OT solve did not meet its tolerance (only with ``allow_unconverged=True``).
+    """
+
+    pool: pd.DataFrame
+    target: pd.DataFrame
+    selections: dict[str, Selection] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    embeddings: tuple[np.ndarray, np.ndarray] | None = None
+    encoder_settings: dict[str, Any] = field(default_factory=dict)
+    n_exact_duplicates: int = 0
+    unconverged: list[str] = field(default_factory=list)
+
+
+def encoder_for(model: str = "minilm", *, preset: str | None = None, **options: Any) -> Any:
+    """The stage's encoder: ``options`` given explicitly (not None) win over the preset's encoder options.
+
+    ``preset="paper"`` sets the paper's pooling (mean over all positions, padding included) and no L2
+    normalisation (:func:`gotd.presets.preset_options`); ``pooling=...`` given here still wins.
+    """
+    from gotd.embed import Encoder
+    from gotd.presets import preset_options
+
+    chosen = {**preset_options(preset or None, "encoder"), **{k: v for k, v in options.items() if v is not None}}
+    return Encoder(model, **chosen)
+
+
+def selection_outputs(methods: Sequence[str], out: PathLike | Mapping[str, PathLike]) -> dict[str, Path]:
+    """The file each method's selection goes to: ``<out>/<method>.jsonl`` for a folder, or ``out[method]``."""
+    if isinstance(out, Mapping):
+        missing = [m for m in methods if m not in out]
+        if missing:
+            raise GotdInputError(f"no output file given for method(s) {', '.join(missing)}; name one per method")
+        return {m: Path(out[m]) for m in methods}
+    folder = Path(out)
+    if folder.is_file():
+        raise GotdInputError(f"output folder {folder} is a file; give a folder for the selections of "
+                             f"{', '.join(methods)}")
+    return {m: folder / f"{m}.jsonl" for m in methods}
+
+
+def check_select_parameters(parameters: Mapping[str, Any]) -> None:
+    """The stage's own checks of its knobs, run before anything is loaded (also by ``gotd run`` at plan time).
+
+    Checks the keys it knows when present: ``budget`` (int >= 1), ``methods`` (registered names),
+    ``chunk_chars`` (int >= 0), ``seed`` (int >= 0), ``eps``/``eps_rel``/``tol`` (finite and > 0),
+    ``max_iter`` (int >= 1), ``preset`` (a known preset or empty).
+
+    Raises
+    ------
+    GotdInputError
+        Naming the parameter, its value and what it must be.
+    """
+    def bad(key: str, rule: str) -> GotdInputError:
+        return GotdInputError(f"{key}={parameters[key]!r}: must be {rule}")
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    for key, low in (("budget", 1), ("max_iter", 1), ("chunk_chars", 0), ("seed", 0)):
+        value = parameters.get(key)
+        if value is not None and not (is_int(value) and value >= low):
+            raise bad(key, f"an integer >= {low}")
+    for key in ("eps", "eps_rel", "tol"):
+        value = parameters.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise bad(key, "a finite number > 0 (e.g. eps_rel=0.05)")
+    if parameters.get("methods") is not None:
+        selector_specs(list(parameters["methods"]) if not isinstance(parameters["methods"], str)
+                       else parameters["methods"])
+    if parameters.get("preset"):
+        from gotd.presets import preset_options
+
+        preset_options(str(parameters["preset"]), "encoder")
+
+
+def select_stage(
+    pool: PathLike | pd.DataFrame,
+    target: PathLike | pd.DataFrame,
+    budget: int,
+    *,
+    methods: Sequence[str] = ("gotd",),
+    out: PathLike | Mapping[str, PathLike],
+    seed: int = 0,
+    encoder: Any = None,
+    preset: str | None = None,
+    cache_dir: PathLike | None = None,
+    shard_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    ot_options: Mapping[str, Any] | None = None,
+    allow_unconverged: bool = False,
+    embed: bool = False,
+    record: Mapping[str, Any] | None = None,
+    load: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    log: Any = None,
+) -> SelectResult:
+    """Load, embed once, select with every method, write each selection and its sidecar.
+
+    Parameters
+    ----------
+    pool, target : str, path or pandas.DataFrame
+        A name or path for :func:`gotd.inputs.load_pool` / :func:`gotd.inputs.load_target` (chunked and
+        packed there; ``load`` passes their keywords), or frames already prepared (``id``, ``text``).
+    budget : int
+        Pool rows each method selects.
+    methods : sequence of str
+        Registered selection methods; what each reads comes from the selector registry.
+    out : path or mapping of method to path
+        A folder (``<out>/<method>.jsonl``) or one file per method (``.jsonl``, ``.parquet``, ``.csv``).
+    seed : int
+        Seed of every random choice.
+    encoder : gotd.embed.Encoder or mapping, optional
+        An encoder, or the keywords of :func:`encoder_for` (None values: not given, so the preset's or the
+        default applies); built only when embeddings are needed. Default: :func:`encoder_for` with ``preset``.
+    preset : str, optional
+        A :mod:`gotd.presets` name (``"paper"``): its encoder options (when ``encoder`` is None) and its OT
+        options under ``ot_options``; recorded in every sidecar.
+    cache_dir : path, optional
+        Embedding cache folder (None: no cache).
+    shard_size : int, optional
+        Texts per cache shard: an interrupted embedding resumes from the last finished shard (None: the
+        encoder's default).
+    options : mapping, optional
+        Options passed to every method (a method without such an option is an error).
+    ot_options : mapping, optional
+        Options passed only to the methods that take OT options (e.g. ``eps_rel``, ``tol``).
+    allow_unconverged : bool
+        Keep (and write) a selection whose OT solve stopped above its tolerance; the sidecar says so.
+    embed : bool
+        Compute the embeddings even when no method reads them (for analysis after the selection).
+    record : mapping, optional
+        More facts for the sidecar's ``inputs`` record (task name, split, ...).
+    load : mapping, optional
+        Keywords of the loaders when ``pool``/``target`` are names or paths (``text_field``, ``chunk_chars``,
+        ``dedup``, ``data_dir``, ``smoke``...; a ``target_`` prefix for the target's own).
+    progress : bool
+        Progress bars of the chunking, the encoder and the selectors.
+    log : callable, optional
+        Receives one-line notes for the user (duplicates, unconverged solves); default: nothing.
+
+    Raises
+    ------
+    GotdInputError
+        Unknown method, an output that is one of the inputs, a pool too small for a method, bad options.
+    GotdConvergenceError
+        A method's OT solve did not converge and ``allow_unconverged`` is False (no file is written for it).
+    """
+    from gotd.presets import preset_options
+
+    specs = selector_specs(list(methods))
+    paths = selection_outputs(list(specs), out)
+    named = {"pool": pool, "target": target}
+    for path in paths.values():
+        for written in (path, Path(f"{path}.json")):
+            check_output_is_not_input(written, {k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
+    pool_df, target_df = _load(pool, target, dict(load or {}), progress)
+    if log is not None:
+        log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
+    result = SelectResult(pool=pool_df, target=target_df, n_exact_duplicates=count_exact_duplicates(
+        pool_df["text"].tolist()))
+    if result.n_exact_duplicates and log is not None:
+        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly "
+            "(kept; --dedup / dedup=True drops duplicate documents)")
+    _check_pool_size(pool, pool_df, specs)
+
+    if embed or any(spec.inputs == "embeddings" for spec in specs.values()):
+        if encoder is None or isinstance(encoder, Mapping):
+            encoder = encoder_for(preset=preset, **dict(encoder or {}))
+        extra = {} if shard_size is None else {"shard_size": shard_size}
+        result.embeddings = (encoder.encode(pool_df["text"].tolist(), cache_dir=cache_dir, progress=progress, **extra),
+                             encoder.encode(target_df["text"].tolist(), cache_dir=cache_dir, progress=progress,
+                                            **extra))
+        result.encoder_settings = encoder.settings()
+    solver = {**preset_options(preset or None, "ot"), **dict(ot_options or {})}
+    if allow_unconverged and solver_accepts("allow_unconverged"):  # MERGE: always pass once the solver takes it
+        solver["allow_unconverged"] = True
+    inputs_record = {"pool": _name(pool), "target": _name(target), "pool_rows": len(pool_df),
+                     "target_rows": len(target_df), **dict(record or {})}
+    for method, spec in specs.items():
+        selection = _run_one(spec, result, budget, seed, progress, dict(options or {}), solver)
+        converged = selection.diagnostics.get("converged")
+        if converged is False:
+            if not allow_unconverged:
+                raise GotdConvergenceError(_unconverged_message(method, selection.diagnostics))
+            result.unconverged.append(method)
+            if log is not None:
+                log(f"{method}: {_unconverged_message(method, selection.diagnostics, allowed=True)}")
+        extra = {"encoder": result.encoder_settings if spec.inputs == "embeddings" else {},
+                 "inputs": inputs_record, "preset": preset or None,
+                 "n_exact_duplicates": result.n_exact_duplicates,
+                 "converged": None if converged is None else bool(converged)}
+        result.paths[method] = save_selection(selection, paths[method], records=pool_df, extra=extra)
+        result.selections[method] = selection
+    return result
+
+
+def _run_one(spec: Any, result: SelectResult, budget: int, seed: int, progress: bool, options: dict[str, Any],
+             solver: dict[str, Any]) -> Selection:
+    """One method on the input the registry says it reads."""
+    from gotd.selectors import run_selector
+
+    pool_df, target_df = result.pool, result.target
+    if spec.inputs == "texts":
+        inputs: tuple[Any, Any] = (pool_df["text"].tolist(), target_df["text"].tolist())
+    elif spec.inputs == "none":
+        inputs = (np.zeros((len(pool_df), 1)), np.zeros((len(target_df), 1)))
+    else:
+        assert result.embeddings is not None
+        inputs = result.embeddings
+    kwargs = dict(options)
+    if spec.progress and accepts(spec.fn, "progress"):
+        kwargs.setdefault("progress", progress)
+    if accepts(spec.fn, "eps_rel"):  # the OT-based selectors forward solver options
+        kwargs = {**solver, **kwargs}
+    return run_selector(inputs[0], inputs[1], budget, method=spec.name, seed=seed, **kwargs)
+
+
+def _unconverged_message(method: str, diag: Mapping[str, Any], *, allowed: bool = False) -> str:
+    where = (f"marginal error {float(diag.get('marginal_error', math.nan)):.3g} > tol {diag.get('tol')} after "
+             f"{diag.get('iterations')} iterations (eps={float(diag.get('eps', math.nan)):.4g})")
+    if allowed:
+        return f"the OT solve did NOT converge ({where}); the selection was kept because it was asked for"
+    return (f"{method}: the OT solve did not converge ({where}); no selection was written. Raise eps/eps_rel or "
+            "max_iter, or pass --allow-unconverged (allow_unconverged=True) to keep an unconverged selection")
+
+
+def _check_pool_size(source: Any, pool_df: pd.DataFrame, specs: Mapping[str, Any]) -> None:
+    """GOT-D's calibrated gradient compares each candidate with the others: a 1-row pool has nothing to rank."""
+    if len(pool_df) < 2 and any(accepts(s.fn, "eps_rel") for s in specs.values()):
+        ot_methods = ", ".join(m for m, s in specs.items() if accepts(s.fn, "eps_rel"))
+        raise GotdInputError(f"pool {_name(source)} has {len(pool_df)} row after chunking: {ot_methods} ranks "
+                             "candidates against each other and needs at least 2; add pool texts (or lower "
+                             "--chunk-chars to split long ones)")
+
+
+def _load(pool: Any, target: Any, load: dict[str, Any], progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from gotd import inputs
+
+    target_keys = {k[len("target_"):]: load.pop(k) for k in list(load) if k.startswith("target_")}
+    shared = {k: load[k] for k in ("chunk_chars", "data_dir", "smoke", "seed", "drop_empty") if k in load}
+    if isinstance(pool, pd.DataFrame):
+        pool_df = pool.reset_index(drop=True)
+    else:
+        pool_df = inputs.load_pool(os.fspath(pool), progress=progress, **load)
+    if isinstance(target, pd.DataFrame):
+        target_df = target.reset_index(drop=True)
+    else:
+        target_df = inputs.load_target(os.fspath(target), **{**shared, **target_keys})
+    return pool_df, target_df
+
+
+def _name(source: Any) -> str:
+    return "(frame)" if isinstance(source, pd.DataFrame) else os.fspath(source)
