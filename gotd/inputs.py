@@ -122,6 +122,15 @@ def load_target(target: str, *, split: str | None = "train", text_field: str = "
                           chunk_chars=chunk_chars or None)
 
 
+def smoke_budget(budget: int, n_pool: int, *, smoke: bool) -> int:
+    """In smoke mode, ``budget`` lowered to 10% of the toy pool (said in a line); otherwise ``budget`` as given."""
+    if smoke and budget > n_pool // 10:
+        lowered = max(1, n_pool // 10)
+        print(f"smoke mode: budget lowered to {lowered} (10% of the {n_pool} toy chunks)")
+        return lowered
+    return budget
+
+
 def _existing_file(path: str, role: str) -> Path:
     resolved = resolve_path(path)
     if not resolved.exists():

@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 01 · Select pre-fine-tuning data with GOT-D and every baseline
 #
@@ -41,7 +28,7 @@ budget: int = 500  # candidates each method selects
 methods: list = ["gotd", "matching", "knn", "dsir", "random"]  # selection methods, all at the same budget
 seed: int = 0  # seed of every random choice
 encoder: str = "minilm"  # encoder model, minilm is the bundled all-MiniLM-L6-v2
-pooling: str = "mean"  # mean, mean_with_padding as in the paper's code, or cls
+pooling: str = ""  # mean, mean_with_padding as in the paper's code, or cls; empty: the preset's, else mean
 normalize: bool = False  # L2-normalise the embeddings
 max_length: int = 256  # token limit per text
 eps_rel: float = 0.05  # entropic regularisation as a multiple of std of the cost
@@ -49,37 +36,36 @@ tol: float = 0.01  # stop when the L1 error of the target marginal is below this
 domain_test: bool = True  # OT distance between the target and each pool domain
 mixture_lams: list = [0.05, 0.2]  # mixing weights of the OT distance of pool plus selection to the target
 cache_dir: str = ""  # embedding cache folder, empty for the default, none to disable
+preset: str = ""  # a published procedure (paper: the GOT-D paper's eps, stopping rule, pooling), empty for none
 
 # %%
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
 from gotd import analysis, inputs, plots
-from gotd.embed import Encoder
 from gotd.notebook_io import RunDir, resolve_path
 from gotd.ot import cost_moments, resolve_eps
-from gotd.pipeline import PROGRESS_METHODS, TEXT_METHODS, default_cache_dir, embed_frames, write_selection
-from gotd.selectors import run_selector
+from gotd.pipeline import default_cache_dir
+from gotd.stages import encoder_for, select_stage
 
 NOTEBOOK = "01_select"
 parameters = {"smoke": smoke, "pool": pool, "pool_field": pool_field, "domain_field": domain_field,
               "target": target, "target_field": target_field, "target_split": target_split, "data_dir": data_dir,
               "chunk_chars": chunk_chars, "budget": budget, "methods": methods, "seed": seed, "encoder": encoder,
               "pooling": pooling, "normalize": normalize, "max_length": max_length, "eps_rel": eps_rel, "tol": tol,
-              "domain_test": domain_test, "mixture_lams": mixture_lams, "cache_dir": cache_dir}
-enc = Encoder(encoder, pooling=pooling, normalize=normalize, max_length=max_length)
+              "domain_test": domain_test, "mixture_lams": mixture_lams, "cache_dir": cache_dir, "preset": preset}
+enc = encoder_for(encoder, preset=preset or None, pooling=pooling or None, normalize=normalize or None,
+                  max_length=max_length)
 run = RunDir(run_dir, NOTEBOOK, parameters, device=enc.device)
 cache = None if cache_dir.lower() == "none" else (resolve_path(cache_dir) if cache_dir else default_cache_dir())
 
+# %%
 pool_df = inputs.load_pool(pool, text_field=pool_field, chunk_chars=chunk_chars, data_dir=data_dir, smoke=smoke,
                            seed=seed)
 target_df = inputs.load_target(target, split=target_split, text_field=target_field, chunk_chars=chunk_chars,
                                data_dir=data_dir, smoke=smoke, seed=seed)
 task = inputs.task_name(target, smoke=smoke)
-if smoke and budget > len(pool_df) // 10:
-    budget = max(1, len(pool_df) // 10)
-    print(f"smoke mode: budget lowered to {budget} (10% of the {len(pool_df)} toy chunks)")
+budget = inputs.smoke_budget(budget, len(pool_df), smoke=smoke)
 has_domains = bool(domain_field) and domain_field in pool_df.columns
 print(f"pool: {len(pool_df):,} chunks; target: {len(target_df):,} texts ({task}); budget: {budget}; "
       f"run folder: {run.path}")
@@ -87,18 +73,29 @@ if has_domains:
     display(pool_df[domain_field].value_counts().rename("chunks").to_frame())
 
 # %% [markdown]
-# ## 1. Embeddings
+# ## 1. Embeddings and selections: the select stage
 #
-# One encoder for pool and target (the default is all-MiniLM-L6-v2, 384-d, mean over real tokens; the
-# paper used a DistilBERT fine-tuned on the target task, which is not available offline). Embeddings are
-# cached on disk by content and settings.
+# `gotd.stages.select_stage` (the same code as `gotd select` and `gotd demo`) embeds pool and target once
+# with one encoder (the default is all-MiniLM-L6-v2, 384-d, mean over real tokens; the paper used a
+# DistilBERT fine-tuned on the target task, which is not available offline; embeddings are cached on disk
+# by content and settings), then every method selects `budget` candidates from the same pool. GOT-D solves
+# once over all candidates; `matching` and `knn` use the same embeddings, `dsir` works on hashed n-grams
+# of the raw text, `random` is a seeded uniform sample: what each reads comes from the selector registry.
+# Each selection goes to `selections/<method>.jsonl` with its sidecar.
 
 # %%
-pool_emb, target_emb = embed_frames([pool_df, target_df], encoder=enc, cache_dir=cache)
+stage = select_stage(pool_df, target_df, budget, methods=methods, out=run.selections, seed=seed, encoder=enc,
+                     preset=preset or None, cache_dir=cache, embed=True, log=print,
+                     ot_options={} if preset else {"eps_rel": eps_rel, "tol": tol},
+                     record={"pool": pool, "target": target, "target_split": target_split, "task": task,
+                             "chunk_chars": chunk_chars, "smoke": smoke})
+records, (pool_emb, target_emb) = stage.selections, stage.embeddings
+selections = {m: r.indices for m, r in records.items()}
 cost_mean, cost_std = cost_moments(pool_emb, target_emb)
 eps, _ = resolve_eps(None, eps_rel, cost_std)
 print(f"embeddings: pool {pool_emb.shape}, target {target_emb.shape}; cost mean {cost_mean:.3f}, "
-      f"std {cost_std:.3f}; eps = {eps:.4f} ({eps_rel} x std(C))")
+      f"std {cost_std:.3f}; eps = {eps:.4f} ({eps_rel} x std(C)) for the distances below")
+print("written:", ", ".join(str(p.relative_to(run.path)) for p in stage.paths.values()))
 
 # %% [markdown]
 # ## 2. Domain relevance (optional)
@@ -118,29 +115,7 @@ else:
     print("domain test skipped (domain_test is False or the pool has no domain column)")
 
 # %% [markdown]
-# ## 3. Select with every method
-#
-# GOT-D solves once over all candidates. `matching`, `knn` use the same embeddings, `dsir` works on
-# hashed n-grams of the raw text, `random` is a seeded uniform sample.
-
-# %%
-records = {}
-for method in methods:
-    # dsir reads the raw texts; random only needs the pool's length; the others the embeddings.
-    inputs_for = (pool_df["text"].tolist(), target_df["text"].tolist()) if method in TEXT_METHODS else (pool_emb, target_emb)
-    options = {"progress": True} if method in PROGRESS_METHODS else {}
-    if method.startswith("gotd"):
-        options.update(eps_rel=eps_rel, tol=tol)
-    records[method] = run_selector(*inputs_for, budget, method=method, seed=seed, **options)
-    write_selection(records[method], pool_df, run.selection_path(method), encoder_settings=enc.settings(),
-                    inputs={"pool": pool, "target": target, "target_split": target_split, "task": task,
-                            "chunk_chars": chunk_chars, "pool_rows": len(pool_df), "target_rows": len(target_df),
-                            "smoke": smoke})
-selections = {m: r.indices for m, r in records.items()}
-print("written:", ", ".join(str(run.selection_path(m).relative_to(run.path)) for m in methods))
-
-# %% [markdown]
-# ## 4. Solver diagnostics
+# ## 3. Solver diagnostics
 #
 # The solve stops when the L1 error of the target marginal is below `tol`; 1e-2 already reproduces the
 # converged top 5% on the project's benchmarks. `eps / std(C)` says how strongly the transport is
@@ -160,7 +135,7 @@ if "gotd" in records:
     display(fig)
 
 # %% [markdown]
-# ## 5. Scores: how sharply each method separates its picks
+# ## 4. Scores: how sharply each method separates its picks
 #
 # Methods that score every candidate (GOT-D's calibrated gradient in cost units, matching's mean squared
 # distance, DSIR's log importance weight) against the scores of the rows they picked.
@@ -174,7 +149,7 @@ if scored:
     display(fig)
 
 # %% [markdown]
-# ## 6. What each selection is made of
+# ## 5. What each selection is made of
 #
 # Share of each pool domain in each selection, next to the pool's own make-up. GOT-D is expected to
 # over-sample what the pool under-represents relative to the target, not simply the domain nearest to it.
@@ -192,7 +167,7 @@ if has_domains:
     display(fig)
 
 # %% [markdown]
-# ## 7. A 2-D picture and the overlap between methods
+# ## 6. A 2-D picture and the overlap between methods
 #
 # PCA of pool and target embeddings together: a linear shadow of a 384-d space, good for seeing which
 # region each method draws from, not for judging distances.
@@ -212,7 +187,7 @@ run.save_figure(fig, "overlap")
 fig
 
 # %% [markdown]
-# ## 8. Does each selection move the pool toward the target?
+# ## 7. Does each selection move the pool toward the target?
 #
 # `OT_eps((1 - lam) pool + lam selection, target) - OT_eps(pool, target)` at the selection's `eps`.
 # GOT-D optimises the first-order version of this at small `lam`; negative is closer.
