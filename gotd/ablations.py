@@ -232,3 +232,75 @@ def calibration_check(problems: Mapping[str, tuple[Any, Any]], **ot_options: Any
                      "calibrated_mean": float(grad.mean()), "calibrated_std": float(grad.std()),
                      "eps": result.diagnostics["eps"]})
     return pd.DataFrame(rows)
+
+
+def variant_encoder(model: str, variant: str, *, max_length: int = 256) -> Any:
+    """The encoder of an encoder-settings variant: ``"mean"``, ``"cls"``, ``"mean_with_padding"``, each
+    optionally with ``"+normalize"`` (unit-length embeddings)."""
+    from gotd.stages import encoder_for
+
+    pooling, _, extra = variant.partition("+")
+    if extra not in ("", "normalize"):
+        raise GotdInputError(f"encoder variant {variant!r}: write POOLING or POOLING+normalize (e.g. mean+normalize)")
+    return encoder_for(model, pooling=pooling, normalize=extra == "normalize", max_length=max_length)
+
+
+def encoder_variants_table(pool_texts: Sequence[str], target_texts: Sequence[str], variants: Sequence[str], *,
+                           model: str, reference: Any, ks: Mapping[float, int], k_main: int,
+                           base: tuple[Any, Any], max_length: int = 256, cache_dir: Any = None,
+                           **ot_options: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """GOT-D rankings under other encoder settings, against the reference ranking.
+
+    The first variant is the reference's own: its embeddings are ``base`` (not computed again). Returns
+    one row per variant and budget fraction (``topk_agreement``, ``spearman``, ``iterations``) and each
+    variant's top ``k_main`` selection.
+    """
+    rows, selections = [], {}
+    for i, variant in enumerate(variants):
+        if i == 0:
+            p_emb, t_emb = base
+        else:
+            enc = variant_encoder(model, variant, max_length=max_length)
+            p_emb, t_emb = (enc.encode(list(t), cache_dir=cache_dir) for t in (pool_texts, target_texts))
+        scores, diag = ot_gradients_with_diagnostics(p_emb, t_emb, **ot_options)
+        selections[variant] = top_k(scores, k_main)
+        for fraction, k in ks.items():
+            rows.append({"variant": variant, "budget_fraction": fraction, "k": k,
+                         "topk_agreement": topk_agreement(scores, reference, k),
+                         "spearman": spearman(scores, reference), "iterations": diag["iterations"]})
+    return pd.DataFrame(rows), selections
+
+
+def record_table(run: Any, table: pd.DataFrame, ablation: str, setting_column: str, *, task: str, model: str,
+                 metrics: tuple[str, ...] = ("topk_agreement", "spearman")) -> int:
+    """File an ablation table in a run's results (``run.add_result``): one row per setting, budget and metric.
+
+    Non-finite values are left out (a setting that could not be measured). Returns the rows filed.
+    """
+    filed = 0
+    for row in table.to_dict(orient="records"):
+        for metric in metrics:
+            value = row.get(metric)
+            if value is None or not np.isfinite(value):
+                continue
+            run.add_result(task=task, method="gotd", budget=row.get("k"), seed=row.get("seed"), model=model,
+                           metric=metric, value=float(value), ablation=ablation, setting=str(row[setting_column]),
+                           budget_fraction=row.get("budget_fraction"))
+            filed += 1
+    return filed
+
+
+def smoke_knobs(smoke: bool, **knobs: list[Any]) -> tuple[list[Any], ...]:
+    """The ablation notebook's knob lists, cut to a few settings each in smoke mode (in the order given).
+
+    Cuts: one budget fraction (0.1), every third eps, every other tolerance, the first chunk count, the last
+    subsample fraction, pool fractions 0.5 and 1, budgets 5/10/20, two encoder variants, one seed.
+    """
+    if not smoke:
+        return tuple(knobs.values())
+    cuts = {"budget_fractions": lambda v: [0.1], "eps_rel_values": lambda v: v[::3], "tol_values": lambda v: v[::2],
+            "chunk_counts": lambda v: v[:1], "subsample_fractions": lambda v: v[-1:],
+            "pool_fractions": lambda v: [0.5, 1.0], "budgets": lambda v: [5, 10, 20],
+            "encoder_variants": lambda v: v[:2], "seeds": lambda v: v[:1]}
+    print("smoke mode: fewer settings per knob")
+    return tuple(cuts[name](list(value)) if name in cuts else value for name, value in knobs.items())

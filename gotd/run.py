@@ -36,10 +36,12 @@ from tqdm.auto import tqdm
 from gotd._io import provenance, write_json_atomic
 from gotd.errors import GotdInputError
 from gotd.runner.collect import collect_results, comparison_table
+from gotd.stages import PARAMETER_CHECKS
 from gotd.runner.config import RunConfig, builtin_config_descriptions, builtin_config_names, load_config
 from gotd.runner.execute import (PointResult, check_parameters, ensure_kernel, execute_point, is_done,
                                  notebook_fingerprint, notebook_parameters)
 from gotd.runner.grid import Point, expand_points
+from gotd.runner.lock import run_lock
 from gotd.runner.report import render_html, standard_figures, write_index
 
 __all__ = ["RunSummary", "builtin_config_descriptions", "builtin_config_names", "load_config", "plan_run",
@@ -78,8 +80,9 @@ def plan_run(config: RunConfig, reports_dir: str | os.PathLike[str] = "reports")
     Raises
     ------
     GotdInputError
-        If a notebook is missing, lacks a ``parameters`` cell or a ``run_dir`` parameter, or a point passes
-        a parameter the notebook does not declare (or of the wrong annotated type).
+        If a notebook is missing, lacks a ``parameters`` cell or a ``run_dir`` parameter, a point passes
+        a parameter the notebook does not declare (or of the wrong annotated type), or the stage's own
+        checks (:data:`gotd.stages.PARAMETER_CHECKS`) refuse a value.
     """
     points = expand_points(config, Path(reports_dir) / config.name)
     declared: dict[str, dict[str, Any]] = {}
@@ -90,6 +93,12 @@ def plan_run(config: RunConfig, reports_dir: str | os.PathLike[str] = "reports")
                                  "every notebook run by gotd run takes run_dir: str (see notebooks/README.md)")
     for point in points:
         check_parameters(point, declared[point.stage.name])
+        stage_check = PARAMETER_CHECKS.get(point.stage.notebook.stem)
+        if stage_check is not None:  # the stage's own checks (budget >= 1, known methods...), before any run
+            try:
+                stage_check(point.parameters)
+            except GotdInputError as exc:
+                raise GotdInputError(f"stage {point.stage.name} ({point.name}): {exc}; fix the config or --set") from None
     return points
 
 
@@ -131,7 +140,14 @@ def run_config(
     """
     points = plan_run(config, reports_dir)
     run_root = (Path(reports_dir) / config.name).resolve()
-    run_root.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_root):  # a second run of the same folder stops here, naming this one's pid
+        return _run_points(config, points, run_root, fail_fast=fail_fast, force=force, html=html,
+                           progress=progress, stream_output=stream_output, kernel_name=kernel_name)
+
+
+def _run_points(config: RunConfig, points: list[Point], run_root: Path, *, fail_fast: bool, force: bool,
+                html: bool, progress: bool, stream_output: bool, kernel_name: str | None) -> RunSummary:
+    """The body of :func:`run_config`, under the run folder's lock."""
     summary = RunSummary(run_root=run_root, points=points)
     kernel = kernel_name or ensure_kernel()
     fingerprints = {s.name: notebook_fingerprint(s.notebook) for s in config.stages}

@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 04 · Ablations: what changes the GOT-D selection
 #
@@ -53,44 +40,39 @@ seeds: list = [0, 1, 2]  # seeds of the random splits and subsamples
 cache_dir: str = ""  # embedding cache folder, empty for the default, none to disable
 
 # %%
+from functools import partial
+
 import numpy as np
 import pandas as pd
 from IPython.display import display
 
 from gotd import ablations, analysis, inputs, plots
-from gotd.embed import Encoder
 from gotd.notebook_io import RunDir, resolve_path
 from gotd.ot import ot_gradients_with_diagnostics
 from gotd.pipeline import default_cache_dir, embed_frames
 
 NOTEBOOK = "04_ablations"
-parameters = {k: v for k, v in dict(
+parameters = dict(
     smoke=smoke, pool=pool, pool_field=pool_field, domain_field=domain_field, target=target,
     target_field=target_field, target_split=target_split, data_dir=data_dir, chunk_chars=chunk_chars,
     encoder=encoder, max_length=max_length, eps_rel=eps_rel, reference_tol=reference_tol,
     budget_fractions=budget_fractions, eps_rel_values=eps_rel_values, tol_values=tol_values,
     chunk_counts=chunk_counts, subsample_fractions=subsample_fractions, pool_fractions=pool_fractions,
-    budgets=budgets, encoder_variants=encoder_variants, seeds=seeds, cache_dir=cache_dir).items()}
-if smoke:
-    budget_fractions, eps_rel_values, tol_values = [0.1], eps_rel_values[::3], tol_values[::2]
-    chunk_counts, subsample_fractions, pool_fractions = chunk_counts[:1], subsample_fractions[-1:], [0.5, 1.0]
-    budgets, encoder_variants, seeds = [5, 10, 20], encoder_variants[:2], seeds[:1]
-    print("smoke mode: fewer settings per knob")
+    budgets=budgets, encoder_variants=encoder_variants, seeds=seeds, cache_dir=cache_dir)
+(budget_fractions, eps_rel_values, tol_values, chunk_counts, subsample_fractions, pool_fractions, budgets,
+ encoder_variants, seeds) = ablations.smoke_knobs(
+    smoke, budget_fractions=budget_fractions, eps_rel_values=eps_rel_values, tol_values=tol_values,
+    chunk_counts=chunk_counts, subsample_fractions=subsample_fractions, pool_fractions=pool_fractions,
+    budgets=budgets, encoder_variants=encoder_variants, seeds=seeds)
 cache = None if cache_dir.lower() == "none" else (resolve_path(cache_dir) if cache_dir else default_cache_dir())
+
+# %%
 pool_df = inputs.load_pool(pool, text_field=pool_field, chunk_chars=chunk_chars, data_dir=data_dir, smoke=smoke)
 target_df = inputs.load_target(target, split=target_split, text_field=target_field, chunk_chars=chunk_chars,
                                data_dir=data_dir, smoke=smoke)
 task = inputs.task_name(target, smoke=smoke)
 domains = pool_df[domain_field] if domain_field and domain_field in pool_df.columns else None
-
-
-def make_encoder(variant: str) -> Encoder:
-    """'mean', 'cls', 'mean_with_padding', each optionally with '+normalize'."""
-    pooling, _, extra = variant.partition("+")
-    return Encoder(encoder, pooling=pooling, normalize=extra == "normalize", max_length=max_length)
-
-
-enc = make_encoder(encoder_variants[0])
+enc = ablations.variant_encoder(encoder, encoder_variants[0], max_length=max_length)
 run = RunDir(run_dir, NOTEBOOK, parameters, device=enc.device)
 pool_emb, target_emb = embed_frames([pool_df, target_df], encoder=enc, cache_dir=cache)
 n = len(pool_emb)
@@ -98,18 +80,8 @@ ks = {f: max(1, round(f * n)) for f in budget_fractions}
 reference, ref_diag = ot_gradients_with_diagnostics(pool_emb, target_emb, eps_rel=eps_rel, tol=reference_tol)
 print(f"pool {pool_emb.shape}, target {target_emb.shape} ({task}); reference solve: eps = {ref_diag['eps']:.4f}, "
       f"{ref_diag['iterations']} iterations, marginal error {ref_diag['marginal_error']:.1e}; top-k sizes {ks}")
-
-
-def record(table: pd.DataFrame, ablation: str, setting_column: str, metrics: tuple[str, ...] = ("topk_agreement", "spearman")) -> None:
-    """File one ablation table in results.csv: one row per setting, budget fraction and metric."""
-    for row in table.to_dict(orient="records"):
-        for metric in metrics:
-            value = row.get(metric)
-            if value is None or not np.isfinite(value):
-                continue
-            run.add_result(task=task, method="gotd", budget=row.get("k"), seed=row.get("seed"), model=enc.model_name,
-                           metric=metric, value=float(value), ablation=ablation, setting=str(row[setting_column]),
-                           budget_fraction=row.get("budget_fraction"))
+# file each table in results.csv: one row per setting, budget fraction and metric
+record = partial(ablations.record_table, run, task=task, model=enc.model_name)
 
 # %% [markdown]
 # ## 1. eps
@@ -218,19 +190,11 @@ fig
 # its task-fine-tuned DistilBERT.)
 
 # %%
-variant_rows, variant_selections = [], {}
 k_main = ks[budget_fractions[-1]]
-for variant in encoder_variants:
-    venc = make_encoder(variant)
-    p_emb, t_emb = (pool_emb, target_emb) if variant == encoder_variants[0] else embed_frames(
-        [pool_df, target_df], encoder=venc, cache_dir=cache)
-    scores, diag = ot_gradients_with_diagnostics(p_emb, t_emb, eps_rel=eps_rel, tol=reference_tol)
-    variant_selections[variant] = ablations.top_k(scores, k_main)
-    for fraction, k in ks.items():
-        variant_rows.append({"variant": variant, "budget_fraction": fraction, "k": k,
-                             "topk_agreement": ablations.topk_agreement(scores, reference, k),
-                             "spearman": ablations.spearman(scores, reference), "iterations": diag["iterations"]})
-variant_table = pd.DataFrame(variant_rows)
+variant_table, variant_selections = ablations.encoder_variants_table(
+    pool_df["text"].tolist(), target_df["text"].tolist(), encoder_variants, model=encoder, reference=reference,
+    ks=ks, k_main=k_main, base=(pool_emb, target_emb), max_length=max_length, cache_dir=cache, eps_rel=eps_rel,
+    tol=reference_tol)
 record(variant_table, "encoder", "variant")
 display(variant_table.round(3))
 fig = plots.overlap_heatmap(analysis.overlap_matrix(variant_selections),

@@ -133,3 +133,163 @@ def test_embed_stores_bf16_shards_when_asked(files: tuple[Path, Path], tmp_path:
     again = tmp_path / "again.npy"
     assert run(["embed", "--input", pool, "--out", again, "--quiet", "--no-cache"]) == 0
     np.testing.assert_allclose(vectors, np.load(again), atol=2e-2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input never loses data (issue 15)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _link(kind: str, source: Path, dest: Path) -> Path:
+    if kind == "symlink":
+        dest.symlink_to(source)
+    elif kind == "hardlink":
+        dest.hardlink_to(source)
+    return dest
+
+
+@pytest.mark.parametrize("which", ["pool", "target", "symlink", "hardlink", "sidecar"])
+def test_select_refuses_to_write_over_an_input(files: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str], which: str) -> None:
+    pool, target = files
+    before = pool.read_bytes(), target.read_bytes()
+    out = {"pool": pool, "target": target, "symlink": _link("symlink", pool, tmp_path / "link.jsonl"),
+           "hardlink": _link("hardlink", pool, tmp_path / "hard.jsonl"), "sidecar": Path(str(target)[:-5])}[which]
+    if which == "sidecar":  # the sidecar <out>.json would be the target file
+        target.rename(tmp_path / "target.jsonl.json")
+        target = tmp_path / "target.jsonl.json"
+        out = tmp_path / "target.jsonl"
+        before = pool.read_bytes(), target.read_bytes()
+    code = run(["select", "--pool", pool, "--target", target, "--target-field", "review", "--budget", 5,
+                "--method", "random", "--out", out, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--out" in err and "the input" in err and str(out) in err
+    assert (pool.read_bytes(), target.read_bytes()) == before
+
+
+def test_embed_refuses_its_input_and_a_folder(files: tuple[Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pool, _ = files
+    npy = tmp_path / "pool.npy"
+    npy.write_bytes(b"not embeddings")
+    assert run(["embed", "--input", npy, "--out", npy, "--quiet", "--no-cache"]) == 2
+    assert "is the input --input" in capsys.readouterr().err and npy.read_bytes() == b"not embeddings"
+    folder = tmp_path / "some" / "folder"
+    folder.mkdir(parents=True)
+    assert run(["embed", "--input", pool, "--out", folder, "--quiet", "--no-cache"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "some" / "folder.npy").exists()
+
+
+def test_train_evaluate_and_data_pool_refuse_an_input_as_output(files: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pool, _ = files
+    before = pool.read_bytes()
+    # train --out replaces a folder: the folder holding the selection would be removed with it.
+    assert run(["train", "--selection", pool, "--out", tmp_path, "--quiet"]) == 2
+    assert "contains the input --selection" in capsys.readouterr().err
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("text\nhello\n")
+    assert run(["evaluate", "--model", "tiny", "--metrics", "toxicity", "--prompts", prompts, "--out", prompts]) == 2
+    assert "is the input --prompts" in capsys.readouterr().err and prompts.read_text() == "text\nhello\n"
+    assert run(["data", "pool", "--data-dir", tmp_path, "--sources", "wiki-leads", "--out",
+                tmp_path / "wiki-leads"]) == 2
+    assert "is the input data set wiki-leads" in capsys.readouterr().err
+    assert pool.read_bytes() == before
+
+
+def test_select_says_how_many_exact_duplicates_the_pool_holds(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": t} for t in ["a b c", "d e f", "a b c", "g h", "a b c"]])
+    target = write_jsonl(tmp_path / "target.jsonl", [{"text": "a b"}])
+    out = tmp_path / "sel.jsonl"
+    assert run(["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "random", "--out", out,
+                "--quiet"]) == 0
+    assert "2 of 5 rows repeat an earlier row's text exactly" in capsys.readouterr().err
+    assert json.loads(Path(f"{out}.json").read_text())["extra"]["n_exact_duplicates"] == 2
+
+
+@pytest.mark.parametrize("flags", [["--eps", "inf"], ["--eps", "nan"], ["--eps", "0"], ["--eps-rel", "-1"],
+                                   ["--tol", "inf"], ["--max-iter", "0"]])
+def test_select_refuses_non_finite_or_non_positive_solver_settings(
+        files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    pool, target = files
+    with pytest.raises(SystemExit) as exit_info:
+        run(["select", "--pool", pool, "--target", target, "--budget", 5, "--out", tmp_path / "x.jsonl", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flags[0] in err and ("finite number > 0" in err or ">= 1" in err) and "Traceback" not in err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_unconverged_solve_writes_nothing_unless_allowed(files: tuple[Path, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pool, target = files
+    out = tmp_path / "x.jsonl"
+    argv = ["select", "--pool", pool, "--target", target, "--target-field", "review", "--budget", 5, "--out", out,
+            "--quiet", "--cache-dir", tmp_path / "cache", "--tol", "1e-12", "--max-iter", "2"]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gotd: error: method gotd: the OT solve did not converge") and "--allow-unconverged" in err[-1]
+    assert not out.exists() and not Path(f"{out}.json").exists()
+    assert run([*argv, "--allow-unconverged"]) == 0
+    assert "NOT CONVERGED" in capsys.readouterr().out.strip().splitlines()[-1]
+    meta = json.loads(Path(f"{out}.json").read_text())
+    assert meta["extra"]["converged"] is False and meta["diagnostics"]["converged"] is False
+
+
+def test_one_row_pool_and_unwritable_out_name_the_input_and_the_fix(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": "only one candidate"}])
+    target = write_jsonl(tmp_path / "target.jsonl", [{"text": "a target"}, {"text": "another"}])
+    assert run(["select", "--pool", pool, "--target", target, "--budget", 1, "--out", tmp_path / "o.jsonl",
+                "--quiet", "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(pool) in err and "at least 2" in err and "potential" not in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "sel.jsonl"  # its folder is a file: nothing can be written there (also as root)
+    assert run(["select", "--pool", target, "--target", target, "--budget", 1, "--method", "random", "--out", out,
+                "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot write {out}" in err and ".tmp" not in err and "choose an output path" in err
+
+
+@pytest.mark.slow
+def test_select_paper_preset_sets_the_encoder_and_is_recorded(files: tuple[Path, Path], tmp_path: Path) -> None:
+    pool, target = files
+    common = ["select", "--pool", pool, "--target", target, "--target-field", "review", "--budget", 5,
+              "--method", "knn", "--quiet", "--cache-dir", tmp_path / "cache", "--preset", "paper"]
+    assert run([*common, "--out", tmp_path / "p.jsonl"]) == 0
+    meta = json.loads((tmp_path / "p.jsonl.json").read_text())
+    assert meta["extra"]["preset"] == "paper"
+    assert meta["extra"]["encoder"]["pooling"] == "mean_with_padding" and meta["extra"]["encoder"]["normalize"] is False
+    # An option given on the command line wins over the preset.
+    assert run([*common, "--pooling", "mean", "--out", tmp_path / "m.jsonl"]) == 0
+    assert json.loads((tmp_path / "m.jsonl.json").read_text())["extra"]["encoder"]["pooling"] == "mean"
+
+
+@pytest.mark.slow
+def test_select_paper_preset_reaches_the_solver(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """NEEDS THE SOLVER BRANCH: gotd.ot accepting preset="paper" (eps 0.1 absolute)."""
+    from gotd.stages._registry import solver_accepts
+
+    if not solver_accepts("preset"):
+        pytest.skip("gotd.ot does not accept preset= yet (it lands with the solver's paper preset)")
+    pool, target = files
+    out = tmp_path / "g.jsonl"
+    assert run(["select", "--pool", pool, "--target", target, "--target-field", "review", "--budget", 5,
+                "--quiet", "--cache-dir", tmp_path / "cache", "--preset", "paper", "--out", out]) == 0
+    meta = json.loads(Path(f"{out}.json").read_text())
+    assert meta["extra"]["preset"] == "paper" and meta["diagnostics"]["eps"] == pytest.approx(0.1)
+
+
+def test_embed_shard_size_lets_an_interrupted_run_resume(files: tuple[Path, Path], tmp_path: Path) -> None:
+    pool, _ = files
+    cache = tmp_path / "cache"
+    assert run(["embed", "--input", pool, "--out", tmp_path / "e.npy", "--quiet", "--cache-dir", cache,
+                "--shard-size", 64]) == 0
+    manifest = json.loads(next(cache.rglob("manifest.json")).read_text())
+    assert manifest["shard_size"] == 64 and len(manifest["shards"]) == 4  # 200 texts: 64 + 64 + 64 + 8

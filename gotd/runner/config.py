@@ -172,6 +172,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str = "con
             raise GotdInputError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
         node = out
         parts = key.strip().split(".")
+        _check_override_key(raw, parts, item, where)
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
@@ -182,6 +183,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], where: str = "con
             node = child
         node[parts[-1]] = parsed
     return out
+
+
+def _check_override_key(raw: dict[str, Any], parts: list[str], item: str, where: str) -> None:
+    """An override must name what the config has: a top-level key, or an existing grid axis.
+
+    A new grid axis would be varied by no stage (the stages' ``over:`` cannot be set from the command line),
+    so ``--set grid.nokey=[1]`` would change nothing; it is refused, naming the axes. ``params.<name>`` is
+    checked against the notebooks' parameters at plan time.
+    """
+    if parts[0] not in TOP_LEVEL_KEYS:
+        raise GotdInputError(f"--set {item!r}: {parts[0]!r} is not a config key; the keys are "
+                             f"{', '.join(TOP_LEVEL_KEYS)}")
+    if parts[0] == "stages":
+        raise GotdInputError(f"--set {item!r}: stages cannot be set from the command line; edit the config file")
+    if parts[0] == "grid" and len(parts) > 1:
+        axes = list((raw.get("grid") or {}) if isinstance(raw.get("grid"), dict) else {})
+        if parts[1] not in axes:
+            raise GotdInputError(f"--set {item!r}: {where} has no grid axis {parts[1]!r} (its axes: "
+                                 f"{', '.join(axes) or 'none'}); a new axis would be varied by no stage")
 
 
 def validate_config(raw: dict[str, Any], *, where: str = "config", base_dir: Path | None = None) -> RunConfig:

@@ -279,7 +279,7 @@ def _unconverged_message(method: str, diag: Mapping[str, Any], *, allowed: bool 
              f"{diag.get('iterations')} iterations (eps={float(diag.get('eps', math.nan)):.4g})")
     if allowed:
         return f"the OT solve did NOT converge ({where}); the selection was kept because it was asked for"
-    return (f"{method}: the OT solve did not converge ({where}); no selection was written. Raise eps/eps_rel or "
+    return (f"method {method}: the OT solve did not converge ({where}); no selection was written. Raise eps/eps_rel or "
             "max_iter, or pass --allow-unconverged (allow_unconverged=True) to keep an unconverged selection")
 
 
