@@ -10,8 +10,7 @@ import pytest
 from gotd import assets, demo
 
 
-@pytest.mark.slow
-def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _stand_in_data(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = pd.DataFrame({
         "id": [f"p{i}" for i in range(60)],
         "text": [f"The film had a moving plot and great acting, review {i}" if i % 6 == 0 else
@@ -24,6 +23,10 @@ def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(assets, "build_demo_pool", lambda data_dir="data", **_: pool)
     monkeypatch.setattr(assets, "load", lambda name, data_dir="data", split=None: target)
 
+
+@pytest.mark.slow
+def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in_data(monkeypatch)
     table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, cache_dir=tmp_path / "cache",
                           progress=False)
 
@@ -36,5 +39,33 @@ def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: 
     assert table.loc["pool", "film"] == pytest.approx(10 / 60, abs=1e-3)
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "Domain make-up" in summary and "gotd" in summary
-    run = json.loads((tmp_path / "report" / "run.json").read_text())
+    # The demo's record has its own name: `gotd run demo` writes run.json into reports/demo/.
+    assert not (tmp_path / "report" / "run.json").exists()
+    run = json.loads((tmp_path / "report" / demo.RECORD_FILE).read_text())
     assert run["budget"] == 8 and run["encoder"]["pooling"] == "mean" and "versions" in run
+
+
+def test_demo_with_only_text_methods_embeds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dsir and random read no embeddings: the demo must neither embed nor fail (it left pool_emb unset)."""
+    from gotd import embed
+
+    _stand_in_data(monkeypatch)
+
+    def no_encoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no method here reads embeddings: the encoder must not be built")
+
+    monkeypatch.setattr(embed.Encoder, "__init__", no_encoder)
+    table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, methods=("dsir", "random"), progress=False)
+    assert set(table.index) == {"dsir", "random", "pool"}
+    for method in ("dsir", "random"):
+        meta = json.loads((tmp_path / "report" / f"{method}.jsonl.json").read_text())
+        assert meta["extra"]["encoder"] == {} and meta["extra"]["inputs"]["target"] == demo.DEMO_TARGET
+    assert json.loads((tmp_path / "report" / demo.RECORD_FILE).read_text())["encoder"] == {}
+
+
+def test_gotd_demo_and_gotd_run_demo_write_different_folders() -> None:
+    from gotd.cli import build_parser
+    from gotd.runner.config import load_config
+
+    default_out = build_parser().parse_args(["demo"]).out
+    assert Path(default_out) != Path("reports") / load_config("demo").name

@@ -361,3 +361,59 @@ def test_cli_plan_prints_every_point(notebooks: Path, tmp_path: Path, capsys: py
     assert "03_evaluate-budget=7-seed=3  (after 01_select-budget=7-seed=3)" in out
     assert "budget = 7" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_overrides_are_checked_like_the_config(notebooks: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(make_config(notebooks)))
+    with pytest.raises(GotdInputError, match=r"no grid axis 'nokey' \(its axes: budget, seed\)"):
+        load_config(path, ["grid.nokey=[1]"])
+    with pytest.raises(GotdInputError, match="'nope' is not a config key; the keys are name, description"):
+        load_config(path, ["nope=1"])
+    # A value of the right type that the stage itself refuses fails at plan time, before anything runs.
+    config = load_config(path, ["grid.budget=[-5]"])
+    with pytest.raises(GotdInputError, match=r"stage select \(01_select-budget=-5-seed=3\): budget=-5: must be an "
+                                             r"integer >= 1"):
+        run_module.plan_run(config, tmp_path / "r")
+    assert main(["run", "smoke", "--plan", "--set", "grid.nokey=[1]"]) == 2
+    assert "no grid axis 'nokey'" in capsys.readouterr().err
+    assert main(["run", "smoke", "--plan", "--set", "grid.budget=[-5]", "--reports-dir", str(tmp_path / "r")]) == 2
+    assert "budget=-5: must be an integer >= 1" in capsys.readouterr().err
+    assert main(["run", "smoke", "--plan", "--set", "grid.method=[gotd, nope]", "--reports-dir",
+                 str(tmp_path / "r")]) == 2
+    assert "unknown" in capsys.readouterr().err
+
+
+_HOLD_LOCK = """
+import sys, time
+from gotd.runner.lock import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_run_of_the_same_folder_is_refused_while_the_first_holds_it(
+        notebooks: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from gotd.runner.lock import RunLockedError, run_lock
+
+    config = validate_config(make_config(notebooks))
+    run_root = tmp_path / "reports" / config.name
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_root), "30"], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"in use by another gotd run \\(pid {holder.pid} on "):
+            run_module.run_config(config, reports_dir=tmp_path / "reports", html=False, progress=False,
+                                  stream_output=False)
+        assert not any(p.name.endswith(".ipynb") for p in run_root.iterdir())  # nothing of the run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(run_root):  # the kernel released the killed holder's lock: no stale lock
+        pass
