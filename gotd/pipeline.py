@@ -79,7 +79,7 @@ def select_texts(
     embeddings).
     """
     from gotd.stages._registry import selector_specs
-    from gotd.stages.select import SelectResult, _run_one
+    from gotd.stages._select import SelectResult, _run_one
 
     spec = selector_specs([method])[method]
     result = SelectResult(pool=pool.reset_index(drop=True), target=target.reset_index(drop=True))

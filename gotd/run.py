@@ -98,7 +98,8 @@ def plan_run(config: RunConfig, reports_dir: str | os.PathLike[str] = "reports")
             try:
                 stage_check(point.parameters)
             except GotdInputError as exc:
-                raise GotdInputError(f"stage {point.stage.name} ({point.name}): {exc}; fix the config or --set") from None
+                raise GotdInputError(f"stage {point.stage.name} ({point.name}): {exc}; fix the config or --set"
+                                     ) from None
     return points
 
 

@@ -232,7 +232,8 @@ def test_unconverged_solve_writes_nothing_unless_allowed(files: tuple[Path, Path
             "--quiet", "--cache-dir", tmp_path / "cache", "--tol", "1e-12", "--max-iter", "2"]
     assert run(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("gotd: error: method gotd: the OT solve did not converge") and "--allow-unconverged" in err[-1]
+    assert err[-1].startswith("gotd: error: method gotd: the OT solve did not converge")
+    assert "--allow-unconverged" in err[-1]
     assert not out.exists() and not Path(f"{out}.json").exists()
     assert run([*argv, "--allow-unconverged"]) == 0
     assert "NOT CONVERGED" in capsys.readouterr().out.strip().splitlines()[-1]

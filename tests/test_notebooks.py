@@ -259,3 +259,16 @@ def test_gotd_run_smoke_end_to_end(kernel_env: None, tmp_path: Path) -> None:
     index = (run_root / "index.html").read_text()
     assert "zero_shot_accuracy" in index and "03_evaluate" in index
     assert list(run_root.glob("03_evaluate-*.html")) and list((run_root / "figures").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_01_select_paper_preset_sets_the_encoder_and_is_recorded(kernel_env: None, tmp_path: Path) -> None:
+    """The encoder side of preset="paper"; the OT side needs gotd.ot to take preset= (the solver's part)."""
+    run_dir = _execute("01_select", tmp_path, cache_dir="none", budget=12, methods=["knn", "random"],
+                       preset="paper", domain_test=False)
+    for method in ("knn", "random"):
+        meta = json.loads((run_dir / "selections" / f"{method}.jsonl.json").read_text())
+        assert meta["extra"]["preset"] == "paper"
+        assert meta["extra"]["n_exact_duplicates"] >= 0
+    knn = json.loads((run_dir / "selections" / "knn.jsonl.json").read_text())
+    assert knn["extra"]["encoder"]["pooling"] == "mean_with_padding"

@@ -39,7 +39,8 @@ def _data_pool(args: argparse.Namespace) -> int:
     from gotd import assets
 
     out = Path(args.out) if args.out else Path(args.data_dir) / "pool"
-    sources = {f"data set {name}": Path(args.data_dir) / name for name in (args.sources or assets.default_names("pool"))}
+    names = args.sources or assets.default_names("pool")
+    sources = {f"data set {name}": Path(args.data_dir) / name for name in names}
     check_output_is_not_input(out, {"--data-dir": args.data_dir, **sources})
     pool = assets.build_pool(args.data_dir, sources=args.sources, chunk_chars=args.chunk_chars or None,
                              held_out_splits=args.held_out_splits, keep_overlap=args.keep_overlap, progress=True)

@@ -105,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Input formats: .jsonl/.json, .parquet, .csv, .tsv, .txt (one text per line), or a folder of "
                ".txt files (one text per file).",
         formatter_class=_DefaultsHelpFormatter)
-    sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool)")
+    sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool): a file, or 'demo' for the "
+                                                    "built-in pool")
     sel.add_argument("--target", required=True,
-                     help="target texts (for gotd_contrast: the NEGATIVE set to move away from)")
+                     help="target texts (for gotd_contrast: the NEGATIVE set to move away from): a file, or a "
+                          "built-in task's name (its train split)")
     sel.add_argument("--budget", required=True, type=int, help="number of pool chunks to select")
     sel.add_argument("--out", required=True, help="selection file: .jsonl, .parquet or .csv")
     sel.add_argument("--method", default="gotd", help="gotd, gotd_contrast, random, dsir, knn or matching")

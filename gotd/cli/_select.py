@@ -59,6 +59,7 @@ def _file_or_name(value: str) -> str:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from gotd.inputs import looks_like_file
     from gotd.stages import available_methods, select_stage
 
     if args.method not in available_methods():
@@ -71,7 +72,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         options=_method_options(args), allow_unconverged=args.allow_unconverged, progress=not args.quiet,
         load={"text_field": args.pool_field, "chunk_chars": args.chunk_chars, "dedup": args.dedup,
               "drop_empty": args.drop_empty, "target_text_field": args.target_field,
-              "target_chunk_chars": target_chunk, "target_split": None},
+              "target_chunk_chars": target_chunk,
+              "target_split": None if looks_like_file(args.target) else "train"},
         record={"pool": os.fspath(args.pool), "target": os.fspath(args.target), "chunk_chars": args.chunk_chars or None,
                 "target_chunk_chars": target_chunk or None, "dedup": args.dedup},
         log=_note)

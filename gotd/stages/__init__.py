@@ -7,7 +7,7 @@ stage). :data:`PARAMETER_CHECKS` maps a notebook to the stage's own parameter ch
 applies to every point at plan time.
 """
 from gotd.stages._registry import INPUT_KINDS, available_methods, methods_taking, selector_specs
-from gotd.stages.select import SelectResult, check_select_parameters, encoder_for, select_stage, selection_outputs
+from gotd.stages._select import SelectResult, check_select_parameters, encoder_for, select_stage, selection_outputs
 
 PARAMETER_CHECKS = {"01_select": check_select_parameters}
 """Notebook stem -> the stage's check of its parameters (raises :class:`gotd.errors.GotdInputError`)."""
