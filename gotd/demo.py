@@ -15,11 +15,16 @@ from gotd._io import atomic_path, provenance, write_json_atomic, write_text_atom
 from gotd.embed import Encoder
 from gotd.stages import select_stage
 
-DEMO_METHODS = ("gotd", "matching", "knn", "dsir", "random")
-"""The methods ``gotd demo`` compares (GOT-D and every baseline of the paper)."""
 DEMO_TARGET = "rotten-tomatoes"
 RECORD_FILE = "select-demo.json"
 """The demo's record; ``gotd run demo`` writes its own ``run.json`` into ``reports/demo/``."""
+
+
+def demo_methods() -> list[str]:
+    """The methods ``gotd demo`` compares: those of the ``demo`` run config (``gotd/configs/demo.yaml``)."""
+    from gotd.runner.config import load_config
+
+    return list(load_config("demo").grid["method"])
 
 
 def run_demo(
@@ -27,7 +32,7 @@ def run_demo(
     *,
     data_dir: str | os.PathLike[str] = "data",
     budget: int = 500,
-    methods: tuple[str, ...] = DEMO_METHODS,
+    methods: tuple[str, ...] | None = None,
     seed: int = 0,
     chunk_chars: int = 1000,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -37,6 +42,8 @@ def run_demo(
 ) -> pd.DataFrame:
     """Fetch the demo data, select ``budget`` pool chunks with each method (the select stage), write the report.
 
+    ``methods=None`` compares the methods of the ``demo`` run config (:func:`demo_methods`).
+
     Returns
     -------
     pandas.DataFrame
@@ -45,6 +52,7 @@ def run_demo(
         ``select-demo.json``.
     """
     out = Path(out_dir)
+    methods = tuple(methods or demo_methods())
     result = select_stage("demo", DEMO_TARGET, budget, methods=methods, out=out, seed=seed, encoder=encoder,
                           cache_dir=cache_dir, shard_size=shard_size, progress=progress,
                           load={"chunk_chars": chunk_chars, "data_dir": Path(data_dir).absolute(),

@@ -30,7 +30,8 @@ def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: 
     table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, cache_dir=tmp_path / "cache",
                           progress=False)
 
-    for method in demo.DEMO_METHODS:
+    assert demo.demo_methods() == ["gotd", "matching", "knn", "dsir", "random"]
+    for method in demo.demo_methods():
         rows = (tmp_path / "report" / f"{method}.jsonl").read_text().splitlines()
         assert len(rows) == 8
         assert json.loads((tmp_path / "report" / f"{method}.jsonl.json").read_text())["method"] == method

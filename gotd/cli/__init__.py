@@ -19,8 +19,6 @@ from gotd.cli._select import cmd_demo, cmd_embed, cmd_methods, cmd_select
 
 __all__ = ["build_parser", "main"]
 
-_parser = build_parser  # the old private name, kept for callers of gotd.cli._parser()
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gotd`` console script; returns the exit code."""

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "built-in task's name (its train split)")
     sel.add_argument("--budget", required=True, type=int, help="number of pool chunks to select")
     sel.add_argument("--out", required=True, help="selection file: .jsonl, .parquet or .csv")
-    sel.add_argument("--method", default="gotd", help="gotd, gotd_contrast, random, dsir, knn or matching")
+    sel.add_argument("--method", default="gotd", help="a selection method (`gotd methods` lists them)")
     sel.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     sel.add_argument("--pool-field", default="text", help="text column of the pool file")
     sel.add_argument("--target-field", default="text", help="text column of the target file")

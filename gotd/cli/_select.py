@@ -144,5 +144,7 @@ def cmd_methods(_: argparse.Namespace) -> int:
     from gotd.stages import available_methods, selector_specs
 
     for name, spec in selector_specs(available_methods()).items():
-        print(f"{name:15s} {spec.summary}  [reads {spec.inputs}]")
+        reads = {"embeddings": "embeddings", "texts": "raw texts", "none": "only the pool size"}.get(spec.inputs,
+                                                                                                    spec.inputs)
+        print(f"{name:15s} {spec.summary}  [reads {reads}]")
     return 0
