@@ -63,7 +63,7 @@ register_selector("dsir", select_dsir, inputs="texts", progress=True, randomized
                   summary="importance resampling on hashed n-grams (data-selection's HashedNgramDSIR)")
 register_selector("knn", select_knn, inputs="embeddings", progress=True, randomized=False,
                   summary="each target's nearest candidates by cosine distance, round-robin (kNN-TAPT)")
-register_selector("matching", select_matching, inputs="embeddings", progress=True, randomized=False,
+register_selector("matching", select_matching, inputs="embeddings", progress=True, randomized=True,
                   summary="the selection whose distribution is OT-closest to the target's (distribution matching)")
 register_selector("tsds", select_tsds, inputs="embeddings", progress=True, randomized=True,
                   summary="OT alignment with the target plus a near-duplicate penalty (TSDS, Liu et al. 2024)")

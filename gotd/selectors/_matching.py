@@ -5,7 +5,6 @@ like the target, whatever the pool already contains.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from gotd.selection import Selection
 from gotd.selectors._neighbours import BLOCK_ELEMENTS, nearest_neighbours, neighbour_options
+from gotd.selectors._validation import check_positive_int
 
 
 def target_quotas(budget: int, m: int, seed: int) -> np.ndarray:
@@ -100,7 +100,7 @@ def select_matching(pool: Any, target: Any, budget: int, *, seed: int = 0, neigh
     """
     n, m = pool.shape[0], target.shape[0]
     quotas = target_quotas(budget, m, seed)
-    k = min(n, int(neighbours) if neighbours is not None else 2 * int(quotas.max()) + 8)
+    k = min(n, check_positive_int(neighbours, "neighbours") if neighbours is not None else 2 * int(quotas.max()) + 8)
     initial_k, recomputed = k, 0
     while True:
         dist, idx = nearest_neighbours(target, pool, k, device=device, dtype=dtype,
