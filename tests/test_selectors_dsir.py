@@ -84,11 +84,9 @@ def test_hashing_is_the_packages():
     for gram in ["the", "the striker", "café", "3,000 $", "日本語"]:
         assert bucket_of(gram, 10_000) == hashed.hash_buckets(gram, 10_000)
     pool, _ = corpus(1, n_pool=5)
-    from gotd.selectors._dsir import TOKEN_PATTERN, _ngram_buckets, _tokenize
+    from gotd.selectors._dsir import TOKEN_PATTERN, _features
 
-    vocab: dict[str, int] = {}
-    tokens, lengths = _tokenize(pool, vocab, False, "")
-    buckets, owners = _ngram_buckets(tokens, lengths, list(vocab), 2, 10_000)
+    buckets, owners, lengths, _ = _features(pool, ["the target"], 2, 10_000, False)
     for row, text in enumerate(pool):
         ours = np.bincount(buckets[owners == row], minlength=10_000)
         theirs = hashed.get_ngram_counts(text, n=2, num_buckets=10_000)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from gotd.errors import GotdInputError
@@ -33,20 +34,30 @@ def bucket_of(gram: str, num_buckets: int) -> int:
     return int.from_bytes(hashlib.sha256(gram.encode("utf-8")).digest(), "big") % num_buckets
 
 
-def _tokenize(texts: list[str], vocab: dict[str, int], progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of all lower-cased texts concatenated, and the number of tokens of each text."""
-    flat: list[int] = []
+def _tokenize(texts: list[str], progress: bool, desc: str) -> tuple[list[str], np.ndarray]:
+    """Tokens of all lower-cased texts concatenated, and the number of tokens of each text."""
+    flat: list[str] = []
     lengths = np.empty(len(texts), dtype=np.int64)
+    findall = TOKEN_PATTERN.findall
     for i, text in enumerate(tqdm(texts, desc=desc, unit="text", disable=not progress, leave=False)):
-        tokens = TOKEN_PATTERN.findall(text.lower())
-        flat.extend([vocab.setdefault(t, len(vocab)) for t in tokens])
+        tokens = findall(text.lower())
+        flat.extend(tokens)
         lengths[i] = len(tokens)
-    return np.asarray(flat, dtype=np.int64), lengths
+    return flat, lengths
+
+
+def _buckets_of(grams: list[str], num_buckets: int) -> list[int]:
+    """:func:`bucket_of` of many strings (the loop inlined: it is the featuriser's hot spot)."""
+    sha, to_int = hashlib.sha256, int.from_bytes
+    return [to_int(sha(g.encode("utf-8")).digest(), "big") % num_buckets for g in grams]
 
 
 def _ngram_buckets(tokens: np.ndarray, lengths: np.ndarray, words: list[str], ngrams: int,
                    num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """Bucket of every 1..``ngrams``-gram inside each text (as the package: the n tokens joined by a space).
+
+    Each distinct n-gram is hashed once: n-grams get dense ids (order by order, from the pair
+    (id of the (n-1)-gram at p, token at p+n-1)), and only the first occurrence of each id is hashed.
 
     Returns
     -------
@@ -59,16 +70,20 @@ def _ngram_buckets(tokens: np.ndarray, lengths: np.ndarray, words: list[str], ng
     buckets, owners = [], []
     gram = tokens  # gram[p]: an id of the n-gram starting at token p (distinct n-grams, distinct ids)
     for order in range(1, ngrams + 1):
-        if order > 1:
+        if order == 1:
+            table = np.asarray(_buckets_of(words, num_buckets), dtype=np.int64)
+            valid = np.flatnonzero(remaining >= 1)
+        else:
             if gram.size <= 1:
                 break
             _, gram = np.unique(gram[:-1] * (len(words) + 1) + tokens[order - 1:], return_inverse=True)
             gram = gram.astype(np.int64).reshape(-1)
-        valid = np.flatnonzero(remaining[: gram.size] >= order)
-        ids, first = np.unique(gram[valid], return_index=True)
-        start = valid[first]
-        table = np.empty(int(gram.max()) + 1 if gram.size else 0, dtype=np.int64)
-        table[ids] = [bucket_of(" ".join(words[t] for t in tokens[p:p + order]), num_buckets) for p in start]
+            valid = np.flatnonzero(remaining[: gram.size] >= order)
+            ids, first = np.unique(gram[valid], return_index=True)
+            table = np.zeros(int(gram.max()) + 1 if gram.size else 0, dtype=np.int64)
+            start = valid[first]
+            columns = [[words[t] for t in tokens[start + offset].tolist()] for offset in range(order)]
+            table[ids] = _buckets_of([" ".join(parts) for parts in zip(*columns)], num_buckets)
         buckets.append(table[gram[valid]])
         owners.append(owners_tok[valid])
     if not buckets:
@@ -84,13 +99,18 @@ def _log_probs(buckets: np.ndarray, num_buckets: int, smoothing: float, name: st
 
 
 def _features(pool: list[str], target: list[str], ngrams: int, num_buckets: int, progress: bool):
-    vocab: dict[str, int] = {}
-    pool_tok, pool_len = _tokenize(pool, vocab, progress, "dsir: pool")
-    target_tok, target_len = _tokenize(target, vocab, progress, "dsir: target")
-    words = list(vocab)
-    pool_buckets, owners = _ngram_buckets(pool_tok, pool_len, words, ngrams, num_buckets)
-    target_buckets, _ = _ngram_buckets(target_tok, target_len, words, ngrams, num_buckets)
-    return pool_buckets, owners, pool_len, target_buckets
+    """Buckets and owning rows of the pool's n-grams, the pool's token counts, and the target's buckets.
+
+    Pool and target are featurised in one pass, so an n-gram they share is hashed once.
+    """
+    pool_tok, pool_len = _tokenize(pool, progress, "dsir: pool")
+    target_tok, target_len = _tokenize(target, progress, "dsir: target")
+    # token ids by a C hash table (pandas), words in first-seen order
+    ids, words = pd.factorize(pd.Series(pool_tok + target_tok, dtype=object), sort=False)
+    buckets, owners = _ngram_buckets(ids.astype(np.int64), np.concatenate([pool_len, target_len]),
+                                     [str(w) for w in words], ngrams, num_buckets)
+    in_pool = owners < pool_len.size
+    return buckets[in_pool], owners[in_pool], pool_len, buckets[~in_pool]
 
 
 def dsir_log_weights(pool: Sequence[str], target: Sequence[str], *, num_buckets: int = 10_000, ngrams: int = 2,
