@@ -375,3 +375,26 @@ def test_sidecar_is_valid_json_with_nested_contrast_diagnostics(tmp_path, small)
     meta = json.loads(sidecar_path(path).read_text())
     assert set(meta["diagnostics"]) == {"negative", "positive"}
     assert meta["score_order"] == "higher_is_better"
+
+
+def test_ot_options_follow_the_ot_signatures(monkeypatch, small):
+    """A keyword added to gotd.ot.ot_gradients_with_diagnostics passes through with no edit in the selectors."""
+    import gotd.ot
+
+    seen = {}
+    original = gotd.ot.ot_gradients_with_diagnostics
+
+    def with_new_keyword(pool, target, *, eps=None, subsample=None, seed=0, allow_unconverged=False, preset=None,
+                         **options):
+        seen.update(allow_unconverged=allow_unconverged, preset=preset)
+        return original(pool, target, eps=eps, subsample=subsample, seed=seed, **options)
+
+    monkeypatch.setattr(gotd.ot, "ot_gradients_with_diagnostics", with_new_keyword)
+    pool, target = small
+    sel = run_selector(pool, target, 5, method="gotd", allow_unconverged=True)
+    assert seen == {"allow_unconverged": True, "preset": None}
+    assert sel.params["allow_unconverged"] is True and sel.params["preset"] is None
+    run_selector(pool, target, 5, method="gotd_contrast", positive=pool[:20], preset="x")
+    assert seen["preset"] == "x"
+    with pytest.raises(GotdInputError, match="'allow_unconverge'"):
+        select(pool, target, 5, method="gotd", allow_unconverge=True)
