@@ -48,6 +48,12 @@ def test_matching_assignment_is_a_transport_plan_of_the_selection():
     exact = ot.emd2(np.full(150, 1 / 150), np.full(50, 1 / 50), ot.dist(x, y))
     assert exact <= sel.diagnostics["assignment_cost"] + 1e-9
     assert sel.diagnostics["assignment_cost"] <= 1.5 * exact
+    # Against the best selection of all: the exact b-matching (3 slots per target) by the Hungarian method.
+    # Measured: OT(greedy selection, target) is 3-12% above the optimum (12% here, 3-7% on 90/10 targets).
+    linear_sum_assignment = pytest.importorskip("scipy.optimize").linear_sum_assignment
+    slots = ot.dist(np.repeat(y, 3, axis=0), pool)
+    rows, cols = linear_sum_assignment(slots)
+    assert exact <= 1.15 * slots[rows, cols].sum() / 150
 
 
 # ---------------------------------------------------------------------------------------------------
