@@ -8,7 +8,6 @@ SHA-256 in Python; here each *distinct* n-gram is hashed once and the counts are
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import warnings
 from collections.abc import Sequence

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Literal
 
+import numpy as np
+
 from gotd.errors import GotdInputError
 from gotd.selection import Selection
 from gotd.selectors._validation import INPUT_KINDS, check_inputs, check_seed, json_safe
@@ -143,7 +145,7 @@ def run_selector(pool: Any, target: Any, budget: int, *, method: str = "gotd", s
     return selection
 
 
-def select(pool: Any, target: Any, budget: int, *, method: str = "gotd", seed: int = 0, **options: Any):
+def select(pool: Any, target: Any, budget: int, *, method: str = "gotd", seed: int = 0, **options: Any) -> np.ndarray:
     """Row indices of the ``budget`` pool rows that ``method`` selects for ``target``, best first.
 
     Parameters
