@@ -398,3 +398,27 @@ def test_ot_options_follow_the_ot_signatures(monkeypatch, small):
     assert seen["preset"] == "x"
     with pytest.raises(GotdInputError, match="'allow_unconverge'"):
         select(pool, target, 5, method="gotd", allow_unconverge=True)
+
+
+def test_register_selector_declares_and_checks(monkeypatch, small):
+    from gotd.selectors import _registry, register_selector
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+
+    def first_rows(pool, target, budget, *, seed=0):
+        return Selection(indices=np.arange(budget), scores=np.zeros(budget), method="first", params={"budget": budget},
+                         n_pool=len(pool))
+
+    spec = register_selector("first", first_rows, inputs="embeddings", progress=False, randomized=False,
+                             summary="the first rows")
+    assert get_selector("first") is spec and "first" in methods_taking("embeddings") and "first" in SELECTORS
+    pool, target = small
+    np.testing.assert_array_equal(select(pool, target, 3, method="first"), [0, 1, 2])
+    with pytest.raises(GotdInputError, match="embed the texts"):  # inputs checked by the declaration
+        select(["a", "b"], ["c"], 1, method="first")
+    with pytest.raises(GotdInputError, match="inputs must be one of"):
+        register_selector("bad", first_rows, inputs="images", progress=False, randomized=False, summary="")
+    with pytest.raises(GotdInputError, match="progress=True but takes no progress"):
+        register_selector("bad", first_rows, inputs="none", progress=True, randomized=False, summary="")
+    with pytest.raises(GotdInputError, match="unknown input kind"):
+        methods_taking("images")
