@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +14,15 @@ from gotd.selection import Selection, load_selection, save_selection, sidecar_pa
 from gotd.selectors import (
     SELECTORS,
     available_methods,
-    dsir_log_weights,
+    get_selector,
+    methods_taking,
     nearest_neighbours,
     run_selector,
     select,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-EMBEDDING_METHODS = ["gotd", "gotd_contrast", "knn", "matching", "random"]
+EMBEDDING_METHODS = methods_taking("embeddings") + methods_taking("none")
 
 
 def two_clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,9 +55,10 @@ def test_gotd_selects_the_under_represented_cluster_and_matching_does_not():
     budget = 100  # 10% of the pool
     gotd_b = is_b[select(pool, target, budget, method="gotd")].mean()
     matching_b = is_b[select(pool, target, budget, method="matching")].mean()
-    # Measured: gotd 1.00 and matching 0.07 on this seed (matching 0.07-0.18 over seeds 0-4).
+    # Matching reproduces the target's 50/50 (tests/test_selectors_baselines.py); GOT-D takes the part
+    # the pool under-represents. Measured: gotd 1.00, matching 0.51 on this seed.
     assert gotd_b >= 0.95
-    assert matching_b <= 0.30
+    assert 0.40 <= matching_b <= 0.60
 
 
 def test_gotd_record_has_calibrated_gradients_and_solver_diagnostics():
@@ -116,12 +115,19 @@ def test_gotd_rejects_a_misspelt_ot_option():
 
 
 def test_registry_lists_every_method():
-    assert available_methods() == sorted(["gotd", "gotd_contrast", "random", "dsir", "knn", "matching"])
-    assert set(SELECTORS) == set(available_methods())
+    assert set(SELECTORS) == set(available_methods()) == {get_selector(m).name for m in available_methods()}
+    assert sorted(methods_taking("embeddings") + methods_taking("texts") + methods_taking("none")) == available_methods()
+    # SELECTORS[name] runs the method with checked inputs and carries its docstring (for listings)
+    assert SELECTORS["random"].__doc__ == get_selector("random").fn.__doc__
+
+
+NOT_NESTED = {"matching": "each target's share of the rows depends on the budget"}
 
 
 @pytest.mark.parametrize("method", EMBEDDING_METHODS)
 def test_budgets_are_nested_and_indices_valid(small, method):
+    if method in NOT_NESTED:
+        pytest.skip(NOT_NESTED[method])
     pool, target = small
     big = run_selector(pool, target, 60, method=method, seed=3)
     small_budget = run_selector(pool, target, 30, method=method, seed=3)
@@ -190,7 +196,7 @@ def test_knn_round_robin_takes_every_targets_nearest_first():
     target = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     pool = np.vstack([t + rng.normal(0, 1, (30, 2)) for t in target])
     nearest = np.argsort(brute_sq_distances(target, pool), axis=1, kind="stable")
-    sel = run_selector(pool, target, 12, method="knn", neighbours=1)  # forces the neighbour lists to grow
+    sel = run_selector(pool, target, 12, method="knn", metric="euclidean", neighbours=1)  # forces the neighbour lists to grow
     assert set(sel.indices[:3].tolist()) == set(nearest[:, 0].tolist())
     assert set(sel.indices[3:6].tolist()) == set(nearest[:, 1].tolist())
     assert set(sel.indices.tolist()) == set(nearest[:, :4].ravel().tolist())
@@ -209,103 +215,10 @@ def test_knn_matches_a_plain_round_robin_with_collisions(small):
                 expected.append(int(order[t, rank]))
         if len(expected) == 150:
             break
-    np.testing.assert_array_equal(select(pool, target, 150, method="knn"), expected)
+    np.testing.assert_array_equal(select(pool, target, 150, method="knn", metric="euclidean"), expected)
     # the same with the target rows shuffled: the selection does not depend on their order
     perm = np.random.default_rng(0).permutation(len(target))
-    np.testing.assert_array_equal(select(pool, target[perm], 150, method="knn"), expected)
-
-
-def test_matching_scores_are_mean_distance_to_nearest_targets(small):
-    pool, target = small
-    sel = run_selector(pool, target, 20, method="matching", k_neighbors=3, max_block_elements=64)
-    expected = np.sort(brute_sq_distances(pool, target), axis=1)[:, :3].mean(axis=1)
-    np.testing.assert_allclose(sel.all_scores, expected, rtol=1e-10)
-    np.testing.assert_array_equal(sel.indices, np.argsort(expected, kind="stable")[:20])
-    assert run_selector(pool, target, 5, method="matching").params["k_neighbors"] == 10
-
-
-# ---------------------------------------------------------------------------------------------------
-# dsir
-# ---------------------------------------------------------------------------------------------------
-
-def topic_corpus(seed: int = 0) -> tuple[list[str], list[str], np.ndarray]:
-    """Pool of 200 12-word texts, ~20% on "bio" words and the rest on "sport" words, both with shared
-    function words; target of 50 "bio" texts. Returns pool, target, is_bio."""
-    rng = np.random.default_rng(seed)
-    bio, sport = [f"bio{i}" for i in range(40)], [f"sport{i}" for i in range(40)]
-    common = [f"the{i}" for i in range(20)]
-
-    def text(vocabulary: list[str]) -> str:
-        return " ".join(rng.choice(vocabulary + common, size=12))
-
-    is_bio = rng.random(200) < 0.2
-    pool = [text(bio if b else sport) for b in is_bio]
-    return pool, [text(bio) for _ in range(50)], is_bio
-
-
-def test_dsir_prefers_texts_sharing_target_vocabulary():
-    pool, target, is_bio = topic_corpus()
-    assert is_bio.sum() == 37
-    sel = run_selector(pool, target, 30, method="dsir", gumbel=False)
-    # measured: every bio text outweighs every sport text by ~10 nats (-15.2 vs -25.0)
-    assert sel.all_scores[is_bio].min() > sel.all_scores[~is_bio].max() + 5
-    assert is_bio[sel.indices].mean() == 1.0
-    np.testing.assert_array_equal(sel.indices, np.argsort(-sel.all_scores, kind="stable")[:30])
-    for seed in range(3):  # Gumbel sampling favours them too (random would give ~0.19)
-        assert is_bio[select(pool, target, 30, method="dsir", seed=seed)].mean() >= 0.9
-
-
-def test_dsir_log_weights_match_the_formula():
-    pool = ["a b", "b c c", ""]
-    target = ["a a b"]
-    w = dsir_log_weights(pool, target, num_buckets=1 << 20, ngrams=1, smoothing=1.0)
-    buckets = 1 << 20
-    # unigram counts: pool a1 b2 c2 (total 5); target a2 b1 (total 3); smoothing 1 over 2^20 buckets
-    def log_p(count, total):
-        return np.log(count + 1) - np.log(total + buckets)
-    ratio = {t: log_p(ct, 3) - log_p(cp, 5) for t, ct, cp in (("a", 2, 1), ("b", 1, 2), ("c", 0, 2))}
-    np.testing.assert_allclose(w, [ratio["a"] + ratio["b"], ratio["b"] + 2 * ratio["c"], 0.0], rtol=1e-12)
-
-
-def test_dsir_is_deterministic_per_seed_and_seeds_differ():
-    pool, target, _ = topic_corpus()
-    a = run_selector(pool, target, 30, method="dsir", seed=1)
-    b = run_selector(pool, target, 30, method="dsir", seed=1)
-    c = run_selector(pool, target, 30, method="dsir", seed=2)
-    np.testing.assert_array_equal(a.indices, b.indices)
-    assert not np.array_equal(a.indices, c.indices)
-    np.testing.assert_array_equal(a.all_scores, c.all_scores)  # weights do not depend on the seed
-    np.testing.assert_array_equal(a.scores, a.all_scores[a.indices])
-    assert a.score_order == "higher_is_better" and a.params["num_buckets"] == 10_000
-    # nested budgets: the same Gumbel keys rank every candidate
-    np.testing.assert_array_equal(select(pool, target, 10, method="dsir", seed=1), a.indices[:10])
-
-
-def test_dsir_hashing_does_not_depend_on_python_hash_seed():
-    from gotd.selectors import _ngram_buckets, _token_hash
-
-    # blake2b of the token, fixed for ever; Python's hash() would change with PYTHONHASHSEED
-    assert _token_hash("protein") == 15030518815027849713
-    hashes = np.array([_token_hash("protein"), _token_hash("fold")], dtype=np.uint64)
-    buckets, owners = _ngram_buckets(hashes, np.array([2]), 2, 10_000)
-    assert buckets[:2].tolist() == [int(h) % 10_000 for h in hashes] and owners.tolist() == [0, 0, 0]
-    code = ("from gotd.selectors import dsir_log_weights;"
-            "print(repr(float(dsir_log_weights(['protein structure x y'], ['protein protein fold y'])[0])))")
-    # this process has a random hash seed; the child a fixed, different one
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
-    assert float(out) == float(dsir_log_weights(["protein structure x y"], ["protein protein fold y"])[0])
-
-
-def test_dsir_rejects_embeddings_and_non_strings():
-    with pytest.raises(GotdInputError, match=r"pool\[1\].*string"):
-        select(["a", None, "c"], ["a"], 1, method="dsir")
-    with pytest.raises(GotdInputError, match="single string"):
-        select("just one text", ["a"], 1, method="dsir")
-    with pytest.raises(GotdInputError, match="raw text"):
-        select(np.zeros((4, 3)), ["a"], 1, method="dsir")
-    with pytest.raises(GotdInputError, match="smoothing"):
-        select(["a b", "c"], ["a"], 1, method="dsir", smoothing=0)
+    np.testing.assert_array_equal(select(pool, target[perm], 150, method="knn", metric="euclidean"), expected)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -344,12 +257,12 @@ def test_unknown_method_lists_the_available_ones(small):
 
 def test_unknown_option_is_an_error_not_ignored(small):
     pool, target = small
-    with pytest.raises(GotdInputError, match="'k_neighbours'.*k_neighbors"):
-        select(pool, target, 10, method="matching", k_neighbours=3)
+    with pytest.raises(GotdInputError, match="'k_neighbors'.*neighbours"):
+        select(pool, target, 10, method="matching", k_neighbors=3)
     with pytest.raises(GotdInputError, match="'eps'"):
         select(pool, target, 10, method="random", eps=0.1)
-    with pytest.raises(GotdInputError, match="k_neighbors=50 exceeds 40"):
-        select(pool, target, 10, method="matching", k_neighbors=50)
+    with pytest.raises(GotdInputError, match="neighbours must be an int >= 1"):
+        select(pool, target, 10, method="knn", neighbours=0)
     with pytest.raises(GotdInputError, match="seed"):
         select(pool, target, 10, method="random", seed=-1)
 
@@ -462,3 +375,50 @@ def test_sidecar_is_valid_json_with_nested_contrast_diagnostics(tmp_path, small)
     meta = json.loads(sidecar_path(path).read_text())
     assert set(meta["diagnostics"]) == {"negative", "positive"}
     assert meta["score_order"] == "higher_is_better"
+
+
+def test_ot_options_follow_the_ot_signatures(monkeypatch, small):
+    """A keyword added to gotd.ot.ot_gradients_with_diagnostics passes through with no edit in the selectors."""
+    import gotd.ot
+
+    seen = {}
+    original = gotd.ot.ot_gradients_with_diagnostics
+
+    def with_new_keyword(pool, target, *, eps=None, subsample=None, seed=0, allow_unconverged=False, preset=None,
+                         **options):
+        seen.update(allow_unconverged=allow_unconverged, preset=preset)
+        return original(pool, target, eps=eps, subsample=subsample, seed=seed, **options)
+
+    monkeypatch.setattr(gotd.ot, "ot_gradients_with_diagnostics", with_new_keyword)
+    pool, target = small
+    sel = run_selector(pool, target, 5, method="gotd", allow_unconverged=True)
+    assert seen == {"allow_unconverged": True, "preset": None}
+    assert sel.params["allow_unconverged"] is True and sel.params["preset"] is None
+    run_selector(pool, target, 5, method="gotd_contrast", positive=pool[:20], preset="x")
+    assert seen["preset"] == "x"
+    with pytest.raises(GotdInputError, match="'allow_unconverge'"):
+        select(pool, target, 5, method="gotd", allow_unconverge=True)
+
+
+def test_register_selector_declares_and_checks(monkeypatch, small):
+    from gotd.selectors import _registry, register_selector
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+
+    def first_rows(pool, target, budget, *, seed=0):
+        return Selection(indices=np.arange(budget), scores=np.zeros(budget), method="first", params={"budget": budget},
+                         n_pool=len(pool))
+
+    spec = register_selector("first", first_rows, inputs="embeddings", progress=False, randomized=False,
+                             summary="the first rows")
+    assert get_selector("first") is spec and "first" in methods_taking("embeddings") and "first" in SELECTORS
+    pool, target = small
+    np.testing.assert_array_equal(select(pool, target, 3, method="first"), [0, 1, 2])
+    with pytest.raises(GotdInputError, match="embed the texts"):  # inputs checked by the declaration
+        select(["a", "b"], ["c"], 1, method="first")
+    with pytest.raises(GotdInputError, match="inputs must be one of"):
+        register_selector("bad", first_rows, inputs="images", progress=False, randomized=False, summary="")
+    with pytest.raises(GotdInputError, match="progress=True but takes no progress"):
+        register_selector("bad", first_rows, inputs="none", progress=True, randomized=False, summary="")
+    with pytest.raises(GotdInputError, match="unknown input kind"):
+        methods_taking("images")
