@@ -42,13 +42,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
-from gotd.embed import (
+from gotd.embed import Encoder
+from gotd.embed._batching import check_texts as _check_texts
+from gotd.embed._cache import (
     MANIFEST_NAME,
-    Encoder,
-    _check_texts,
     _load_shard,
     _read_manifest,
     _save_shard,
+    check_shard_size,
     shard_entry,
     update_manifest,
 )
@@ -158,7 +159,7 @@ def embed_shards(
     encoder: Encoder,
     cache_dir: str | os.PathLike[str],
     *,
-    shard_size: int = 10000,
+    shard_size: int | None = None,
     executor: str = "local",
     num_actors: int | None = None,
     num_gpus_per_actor: float | None = None,
@@ -176,8 +177,9 @@ def embed_shards(
         workers have different hardware, so that the key is the same everywhere.
     cache_dir : path
         Root of the embedding cache; the entry is ``<cache_dir>/<key>/``. Must be shared by all workers.
-    shard_size : int
-        Texts per shard; an existing entry keeps its own.
+    shard_size : int, optional
+        Texts per shard (the unit of work and of resumption); default
+        :func:`gotd.embed.default_shard_size` of ``len(texts)``. An existing entry keeps its own.
     executor : {"local", "ray"}
         "local" is :meth:`Encoder.encode` in this process; "ray" maps the missing shards over Ray Data actors.
     num_actors, num_gpus_per_actor, num_cpus_per_actor
@@ -191,8 +193,7 @@ def embed_shards(
     """
     _check_executor(executor)
     texts = _check_texts(texts)
-    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
-        raise GotdInputError(f"shard_size={shard_size!r} must be a positive integer")
+    shard_size = check_shard_size(shard_size, len(texts))
     if executor == "local":
         encoder.encode(texts, cache_dir=cache_dir, progress=progress, shard_size=shard_size)
         return Path(cache_dir) / encoder.cache_key(texts)

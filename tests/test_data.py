@@ -364,3 +364,41 @@ def test_texts_fingerprint():
     assert texts_fingerprint(pd.Series(["x", "y"])) == texts_fingerprint(["x", "y"])
     with pytest.raises(GotdInputError, match="item 1 is a int"):
         texts_fingerprint(["x", 3])
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact duplicates are counted and reported, never dropped silently
+
+
+def test_count_exact_duplicates_counts_repeats_after_the_first():
+    from gotd.data import count_exact_duplicates
+
+    assert count_exact_duplicates([]) == 0
+    assert count_exact_duplicates(["a", "b", "c"]) == 0
+    # "a" three times (2 repeats), "b" twice (1); "a " and "A" are other texts
+    assert count_exact_duplicates(["a", "b", "a", "a ", "A", "b", "a"]) == 3
+    with pytest.raises(GotdInputError, match="item 1 is a NoneType"):
+        count_exact_duplicates(["a", None])
+
+
+def test_pool_preparation_reports_exact_duplicates(caplog):
+    from gotd.pipeline import prepare_pool
+
+    docs = ["the same document", "another one", "the same document", "third", "the same document"]
+    with caplog.at_level("WARNING", logger="gotd.data"):
+        frame = read_texts(docs)
+    assert frame.attrs["exact_duplicates"] == 2 and len(frame) == 5  # kept, but counted
+    assert "texts: 2 of 5 texts are exact copies of an earlier text; they are kept" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gotd.data"):
+        chunks = chunk_documents(frame, chunk_chars=8)
+    assert chunks.attrs["exact_duplicates"] == chunks["text"].duplicated().sum() > 0
+    assert "chunks are exact copies of an earlier chunk" in caplog.text
+
+    pool = prepare_pool(docs, chunk_chars=None, progress=False)
+    assert pool.attrs["exact_duplicates"] == 2
+    assert prepare_pool(docs, chunk_chars=1000, progress=False).attrs["exact_duplicates"] == 2
+    assert prepare_pool(docs, chunk_chars=1000, dedup=True, progress=False).attrs["exact_duplicates"] == 0
+    assert read_texts(["x", "y"]).attrs["exact_duplicates"] == 0
+    assert deduplicate(frame).attrs == {**frame.attrs, "duplicates_removed": 2, "exact_duplicates": 0}

