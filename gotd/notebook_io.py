@@ -2,7 +2,8 @@
 
 A run folder holds::
 
-    results.csv            tidy results: one row per notebook x task x method x budget x seed x model x metric
+    results.csv            tidy results: one row per notebook x task x method x budget x seed x model x metric,
+                           in the schema of :mod:`gotd.results` (the one ``gotd evaluate`` writes too)
     figures/<name>.png     figures
     selections/<m>.jsonl   selections (+ the JSON sidecar ``<m>.jsonl.json``)
     models/<name>/         checkpoints
@@ -25,9 +26,7 @@ import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic
 from gotd.errors import GotdInputError
-
-RESULT_COLUMNS = ("notebook", "task", "method", "budget", "seed", "model", "metric", "value")
-"""Columns every ``results.csv`` has, in this order; notebooks may add more after them."""
+from gotd.results import RESULT_COLUMNS  # the one results schema (defined in gotd.results)
 
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path | None:
