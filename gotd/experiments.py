@@ -38,6 +38,7 @@ __all__ = [
     "training_metrics",
     "selection_info",
     "resolve_checkpoint",
+    "models_to_evaluate",
     "evaluation_task",
     "seeded_subset",
     "EVALUATIONS",
@@ -169,6 +170,16 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         raise GotdInputError(f"{folder} holds {len(found)} finished checkpoints ({[p.name for p in found]}); pass "
                              f"exactly one folder with a {RECORD_NAME}")
     return found[0]
+
+
+def models_to_evaluate(base_model: str, model_dirs: Mapping[str, str | os.PathLike[str]]) -> dict[str, Any]:
+    """``method -> model`` for :func:`evaluate_models`: ``base`` (unless ``base_model`` is empty) and each
+    method's finished checkpoint (:func:`resolve_checkpoint`), in that order."""
+    models: dict[str, Any] = {"base": base_model} if base_model else {}
+    models.update({method: resolve_checkpoint(path) for method, path in model_dirs.items()})
+    if not models:
+        raise GotdInputError("nothing to evaluate: model_dirs is empty and base_model is ''")
+    return models
 
 
 def evaluation_task(target: str, *, smoke: bool = False, data_dir: str | os.PathLike[str] = "data",

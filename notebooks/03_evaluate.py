@@ -67,7 +67,6 @@ import pandas as pd
 from IPython.display import display
 
 from gotd import experiments
-from gotd.errors import GotdInputError
 from gotd.notebook_io import RunDir
 
 NOTEBOOK = "03_evaluate"
@@ -78,10 +77,7 @@ parameters = {k: v for k, v in dict(globals()).items() if k in (
     "toxicity_generations", "max_prompts", "device")}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
 base = experiments.SMOKE_MODEL if (smoke and base_model) else base_model
-models = {"base": base} if base else {}
-models.update({method: experiments.resolve_checkpoint(path) for method, path in model_dirs.items()})
-if not models:
-    raise GotdInputError("nothing to evaluate: model_dirs is empty and base_model is ''")
+models = experiments.models_to_evaluate(base, model_dirs)
 needs_task = bool(set(evaluations) - {"toxicity"})
 task = experiments.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=seed) if needs_task else None
 model_label = base or "-"

@@ -131,3 +131,11 @@ def test_toxicity_utility_perplexity_is_named_apart_from_the_perplexity_evaluati
     tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll"]})
     assert experiments._metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll"]
     assert experiments._metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
+
+
+def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:
+    lm = _finished(tmp_path / "run" / "models" / "lm")
+    assert experiments.models_to_evaluate("tiny", {"gotd": tmp_path / "run" / "models"}) == {"base": "tiny", "gotd": lm}
+    assert list(experiments.models_to_evaluate("", {"gotd": lm})) == ["gotd"]
+    with pytest.raises(GotdInputError, match="nothing to evaluate"):
+        experiments.models_to_evaluate("", {})
