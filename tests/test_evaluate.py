@@ -345,3 +345,14 @@ def test_cli_and_notebook_03_write_rows_that_join(tiny: Path, tmp_path: Path, fa
     assert set(joined["metric"]) == {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll"}
     assert list(JOIN_KEYS) == ["task", "method", "model", "seed", "metric"]
     assert (joined["seed"] == "3").all() and (joined["task"] == "rotten-tomatoes").all()
+
+
+def test_evaluation_does_not_import_the_training_stage() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, gotd.evaluate, gotd.models; "
+            "print(sorted(m for m in sys.modules if m == 'gotd.train' or m.startswith('gotd.train.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
