@@ -40,7 +40,8 @@ from bench_embed import docstring_paragraphs  # noqa: E402
 
 from gotd._io import provenance, write_json_atomic  # noqa: E402
 from gotd.evaluate import zero_shot_scores  # noqa: E402
-from gotd.train import TrainConfig, load_causal_lm_and_tokenizer, train  # noqa: E402
+from gotd.models import load_causal_lm_and_tokenizer  # noqa: E402
+from gotd.train import TrainConfig, train  # noqa: E402
 
 
 class StepClock(TrainerCallback):

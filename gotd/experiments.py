@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,9 @@ import numpy as np
 import pandas as pd
 
 from gotd.errors import GotdInputError
+from gotd.evaluate import EVALUATIONS, EvalTask, evaluate_models, seeded_subset
+from gotd.evaluate import metric_names as _metric_names  # noqa: F401  (its old name here)
+from gotd.results import MEASURE_COLUMNS, RESULT_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ __all__ = [
     "training_metrics",
     "selection_info",
     "resolve_checkpoint",
+    "models_to_evaluate",
     "evaluation_task",
     "seeded_subset",
     "EVALUATIONS",
@@ -74,14 +77,17 @@ def training_config(preset: str, overrides: Mapping[str, Any] | None = None, *, 
 
 
 def prefinetune(model: str, selection_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], config: Any, *,
-                device: str | None = None, progress: bool = True) -> Any:
+                overwrite: bool = False, device: str | None = None, progress: bool = True) -> Any:
     """Train ``model`` on the texts of ``selection_path`` into ``out_dir``; reuse or resume earlier work.
 
-    - ``out_dir`` already holds a finished run of the same model, data (sha256 of the texts) and
-      config: it is returned as is (a notebook run again does not train again).
+    The rule of :func:`gotd.train.train` (the same as ``gotd train``):
+
+    - ``out_dir`` holds a finished run of the same model, data (sha256 of the texts) and config: it is
+      returned as is (a notebook run again does not train again);
+    - ``out_dir`` holds anything else: refused with an error naming ``overwrite`` (never replaced
+      silently); ``overwrite=True`` trains again and replaces it;
     - ``<out_dir>.checkpoints`` holds checkpoints of an unfinished run: training resumes from the last
       one (:func:`gotd.train.train` checks they come from the same model, data and config).
-    - otherwise a fresh run; a finished run with other settings in ``out_dir`` is replaced.
 
     Returns
     -------
@@ -89,21 +95,13 @@ def prefinetune(model: str, selection_path: str | os.PathLike[str], out_dir: str
     """
     from transformers.trainer_utils import get_last_checkpoint
 
-    from gotd.train import RECORD_NAME, TrainResult, load_training_texts, train
+    from gotd.train import train
 
     out_dir = Path(out_dir)
-    record_path = out_dir / RECORD_NAME
-    if record_path.is_file():
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        _, data = load_training_texts(selection_path)
-        if (record.get("data", {}).get("texts_sha256") == data["texts_sha256"]
-                and record.get("config") == config.to_dict() and record.get("model") == model):
-            logger.info("%s already holds this run (same model, data and config); not training again", out_dir)
-            return TrainResult(output_dir=out_dir, record=record)
     checkpoints = out_dir.with_name(out_dir.name + ".checkpoints")
     resume = checkpoints.is_dir() and get_last_checkpoint(os.fspath(checkpoints)) is not None
     return train(model, selection_path, out_dir, config, resume_from_checkpoint=True if resume else None,
-                 overwrite=True, device=device, progress=progress)
+                 overwrite=overwrite, device=device, progress=progress)
 
 
 def selection_info(selection_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -174,24 +172,14 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return found[0]
 
 
-@dataclass(frozen=True)
-class EvalTask:
-    """A labelled task for evaluation: its name, label set, verbalisers, prompt and rows by split.
-
-    ``splits`` maps a split name (``train``, ``dev``, ``test``) to a frame with ``text`` and ``label``.
-    """
-
-    name: str
-    labels: tuple[Any, ...]
-    verbalizers: dict[Any, str]
-    prompt: str
-    splits: dict[str, pd.DataFrame]
-
-    def split(self, name: str) -> pd.DataFrame:
-        """The rows of one split (GotdInputError naming the splits there are)."""
-        if name not in self.splits:
-            raise GotdInputError(f"task {self.name!r} has no split {name!r}; its splits are {sorted(self.splits)}")
-        return self.splits[name]
+def models_to_evaluate(base_model: str, model_dirs: Mapping[str, str | os.PathLike[str]]) -> dict[str, Any]:
+    """``method -> model`` for :func:`evaluate_models`: ``base`` (unless ``base_model`` is empty) and each
+    method's finished checkpoint (:func:`resolve_checkpoint`), in that order."""
+    models: dict[str, Any] = {"base": base_model} if base_model else {}
+    models.update({method: resolve_checkpoint(path) for method, path in model_dirs.items()})
+    if not models:
+        raise GotdInputError("nothing to evaluate: model_dirs is empty and base_model is ''")
+    return models
 
 
 def evaluation_task(target: str, *, smoke: bool = False, data_dir: str | os.PathLike[str] = "data",
@@ -217,150 +205,8 @@ def evaluation_task(target: str, *, smoke: bool = False, data_dir: str | os.Path
 
         info = task_info(target)
         labels, verbalizers, prompt, label_field = info.labels, dict(info.verbalizers), info.prompt, info.label_field
-    if "split" not in frame.columns or label_field not in frame.columns:
-        raise GotdInputError(f"task {target!r} has no split or {label_field!r} column; it cannot be evaluated")
-    frame = frame.rename(columns={label_field: "label"}) if label_field != "label" else frame
-    splits = {str(s): rows[["text", "label"]].reset_index(drop=True) for s, rows in frame.groupby("split", sort=False)}
-    return EvalTask(name=name, labels=tuple(labels), verbalizers=verbalizers, prompt=prompt, splits=splits)
-
-
-def seeded_subset(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """The first ``max_rows`` rows of a seeded permutation, kept in their original order; all if 0.
-
-    A cap is stated in the log; the caller records ``n`` and ``n_total`` with the results.
-    """
-    if max_rows < 0:
-        raise GotdInputError(f"max_rows={max_rows} must be >= 0 (0 = every row)")
-    if max_rows == 0 or max_rows >= len(frame):
-        return frame.reset_index(drop=True)
-    rows = np.sort(np.random.default_rng(seed).permutation(len(frame))[:max_rows])
-    logger.warning("evaluating %d of %d rows (a seeded sample, seed %d)", max_rows, len(frame), seed)
-    return frame.iloc[rows].reset_index(drop=True)
-
-
-EVALUATIONS = ("zero-shot", "perplexity", "finetune", "toxicity")
-"""What :func:`evaluate_models` can measure."""
-
-
-def evaluate_models(
-    models: Mapping[str, str | os.PathLike[str]],
-    task: EvalTask | None,
-    *,
-    evaluations: Sequence[str] = ("zero-shot", "perplexity"),
-    eval_split: str = "test",
-    ppl_split: str = "test",
-    max_examples: int = 0,
-    max_ppl_texts: int = 0,
-    seed: int = 0,
-    batch_size: int = 8,
-    ppl_max_length: int = 256,
-    n_bootstrap: int = 1000,
-    finetune: Mapping[str, Any] | None = None,
-    toxicity: Mapping[str, Any] | None = None,
-    device: str | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Score every model the same way on the same examples; one tidy table with a ``method`` column.
-
-    For each ``method -> model`` (a registry name or a checkpoint folder), the ``evaluations``:
-
-    ``zero-shot``
-        accuracy and macro-F1 on ``eval_split`` (:func:`gotd.evaluate.zero_shot_classify` with the task's
-        prompt and verbalisers; 95% percentile bootstrap intervals over examples);
-    ``perplexity``
-        perplexity and nll (nats per token) on the texts of ``ppl_split`` (:func:`gotd.evaluate.perplexity`);
-    ``finetune``
-        :func:`gotd.evaluate.few_label_finetune` with the keyword arguments ``finetune``: train on
-        ``train``, choose epoch and learning rate on ``dev``, report ``test`` once, per seed and the mean;
-    ``toxicity``
-        :func:`gotd.evaluate.toxicity_eval` with ``toxicity={"prompts": [...], "scorer": name, ...}``.
-
-    Metric names say which evaluation measured them (``zero_shot_accuracy``, ``finetune_macro_f1``...;
-    see :func:`_metric_names`).
-
-    The same seeded sample of examples (``max_examples``, ``max_ppl_texts``; 0 = all) serves every model.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`gotd.evaluate.RESULT_COLUMNS` plus ``method``, ``evaluation``, ``split`` and ``n_total``.
-    """
-    from gotd import evaluate
-    from gotd.train import load_causal_lm_and_tokenizer
-
-    unknown = [e for e in evaluations if e not in EVALUATIONS]
-    if unknown or not evaluations:
-        raise GotdInputError(f"unknown evaluation(s) {unknown or '(none given)'}; choose from {', '.join(EVALUATIONS)}")
-    if not models:
-        raise GotdInputError("no models to evaluate; pass at least the base model")
-    if task is None and set(evaluations) - {"toxicity"}:
-        raise GotdInputError(f"{sorted(set(evaluations) - {'toxicity'})} need a task with labels and splits")
-    if "toxicity" in evaluations and (not toxicity or "prompts" not in toxicity or "scorer" not in toxicity):
-        raise GotdInputError("toxicity needs toxicity={'prompts': [...], 'scorer': 'profanity-check', ...}")
-    if "zero-shot" in evaluations:
-        examples_all = task.split(eval_split)
-        examples = seeded_subset(examples_all, max_examples, seed)
-    if "perplexity" in evaluations:
-        ppl_all = task.split(ppl_split)
-        ppl_texts = seeded_subset(ppl_all, max_ppl_texts, seed)["text"].tolist()
-    tables = []
-    for method, model in models.items():
-        lm, tok, _ = load_causal_lm_and_tokenizer(model, None, device=device)
-        parts = []
-        for evaluation in evaluations:
-            if evaluation == "zero-shot":
-                table = evaluate.zero_shot_classify(
-                    lm, tok, examples["text"].tolist(), examples["label"].tolist(), label_names=list(task.labels),
-                    verbalizers=task.verbalizers, template=task.prompt, batch_size=batch_size, model_name=str(model),
-                    task=task.name, split=eval_split, n_bootstrap=n_bootstrap, seed=seed, progress=progress)
-                table["n_total"] = len(examples_all)
-            elif evaluation == "perplexity":
-                table = evaluate.perplexity(lm, tok, ppl_texts, max_length=ppl_max_length, batch_size=batch_size,
-                                            model_name=str(model), task=task.name, n_bootstrap=n_bootstrap,
-                                            seed=seed, progress=progress)
-                table["split"], table["n_total"] = ppl_split, len(ppl_all)
-            elif evaluation == "toxicity":
-                options = dict(toxicity)
-                prompts, scorer = options.pop("prompts"), options.pop("scorer")
-                table = evaluate.toxicity_eval(lm, tok, prompts, scorer, batch_size=batch_size,
-                                               model_name=str(model), seed=seed, n_bootstrap=n_bootstrap,
-                                               progress=progress, **options)
-            else:
-                splits = {s: task.split(s) for s in ("train", "dev", "test")}
-                table = evaluate.few_label_finetune(
-                    model, *_texts_labels(splits["train"]), *_texts_labels(splits["dev"]),
-                    *_texts_labels(splits["test"]), label_names=list(task.labels), model_name=str(model),
-                    task=task.name, n_bootstrap=n_bootstrap, device=device, progress=progress, **dict(finetune or {}))
-            table["evaluation"] = evaluation
-            table["metric"] = _metric_names(table, evaluation)
-            parts.append(table)
-        del lm  # free the weights before the next model (a few hundred MB each)
-        table = pd.concat(parts, ignore_index=True, sort=False)
-        table.insert(0, "method", method)
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True, sort=False)
-
-
-def _metric_names(table: pd.DataFrame, evaluation: str) -> list[str]:
-    """Metric names that say which evaluation measured them, so one results table can hold them all.
-
-    zero-shot: ``zero_shot_accuracy``, ``zero_shot_macro_f1``; few-label fine-tuning: ``finetune_<m>`` on
-    test, ``finetune_dev_<m>`` on dev, ``finetune_<m>_seed_mean`` for the mean over seeds; perplexity and
-    toxicity keep theirs (``perplexity``, ``nll``, ``expected_max_toxicity``, ...).
-    """
-    if evaluation == "zero-shot":
-        return [f"zero_shot_{m}" for m in table["metric"]]
-    if evaluation == "finetune":
-        names = []
-        for metric, split, seed in zip(table["metric"], table["split"], table["seed"]):
-            name = f"finetune_dev_{metric}" if split == "dev" else f"finetune_{metric}"
-            names.append(f"{name}_seed_mean" if pd.isna(seed) else name)
-        return names
-    return list(table["metric"])
-
-
-def _texts_labels(frame: pd.DataFrame) -> tuple[list[str], list[Any]]:
-    return frame["text"].tolist(), frame["label"].tolist()
+    return EvalTask.from_frame(name, frame, labels=labels, verbalizers=verbalizers, prompt=prompt,
+                               label_field=label_field)
 
 
 def add_evaluation_results(run: Any, table: pd.DataFrame, *, budget: int | None, model_label: str) -> int:
@@ -369,18 +215,24 @@ def add_evaluation_results(run: Any, table: pd.DataFrame, *, budget: int | None,
     ``model`` becomes ``model_label`` (the base model's name, so base and warmed-up rows line up in the
     run's comparison table) and the evaluated folder goes to the ``checkpoint`` column. Rows that
     aggregate over seeds (few-label fine-tuning's mean, seed ``<NA>``) keep an empty seed and
-    ``seed_aggregate=True``. Interval bounds, ``n``, ``split`` and ``evaluation`` become extra columns.
+    ``seed_aggregate=True``. ``n`` and the interval bounds follow the schema columns (as in every
+    evaluation table, :mod:`gotd.results`), then ``split``, ``evaluation`` and the rest.
     """
-    extras = [c for c in table.columns if c not in ("method", "task", "model", "metric", "value", "seed")]
+    fixed = set(RESULT_COLUMNS) | {"checkpoint"}
+    order = [c for c in MEASURE_COLUMNS if c in table.columns] + [c for c in table.columns
+                                                                   if c not in fixed and c not in MEASURE_COLUMNS]
     added = 0
     for record in table.to_dict(orient="records"):
         seed = record.get("seed")
         aggregate = seed is None or pd.isna(seed)
-        extra = {k: (None if _missing(record[k]) else record[k]) for k in extras}
+        measures = {k: (None if _missing(record[k]) else record[k]) for k in order if k in MEASURE_COLUMNS}
+        extra = {k: (None if _missing(record[k]) else record[k]) for k in order if k not in MEASURE_COLUMNS}
+        checkpoint = record.get("checkpoint")
+        checkpoint = record["model"] if checkpoint is None or _missing(checkpoint) else checkpoint
         run.add_result(task=record["task"], method=record["method"], budget=budget,
                        seed=None if aggregate else int(seed), model=model_label, metric=record["metric"],
-                       value=float(record["value"]), checkpoint=str(record["model"]), seed_aggregate=aggregate,
-                       **extra)
+                       value=float(record["value"]), **measures, checkpoint=str(checkpoint),
+                       seed_aggregate=aggregate, **extra)
         added += 1
     return added
 

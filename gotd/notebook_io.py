@@ -2,7 +2,8 @@
 
 A run folder holds::
 
-    results.csv            tidy results: one row per notebook x task x method x budget x seed x model x metric
+    results.csv            tidy results: one row per notebook x task x method x budget x seed x model x metric,
+                           in the schema of :mod:`gotd.results` (the one ``gotd evaluate`` writes too)
     figures/<name>.png     figures
     selections/<m>.jsonl   selections (+ the JSON sidecar ``<m>.jsonl.json``)
     models/<name>/         checkpoints
@@ -25,9 +26,7 @@ import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic
 from gotd.errors import GotdInputError
-
-RESULT_COLUMNS = ("notebook", "task", "method", "budget", "seed", "model", "metric", "value")
-"""Columns every ``results.csv`` has, in this order; notebooks may add more after them."""
+from gotd.results import MEASURE_COLUMNS, RESULT_COLUMNS  # the one results schema (gotd.results)
 
 
 def repo_root(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -123,12 +122,14 @@ class RunDir:
                 self.add_result(**row, metric=metric, value=float(record[metric]), **extra)
 
     def results_frame(self) -> pd.DataFrame:
-        """The rows added so far, :data:`RESULT_COLUMNS` first."""
+        """The rows added so far, :data:`RESULT_COLUMNS` first, then the measure columns (``n``,
+        ``ci_low``, ``ci_high``) where there are any, then the rest in the order they came."""
         frame = pd.DataFrame(self._rows)
         if frame.empty:
             return pd.DataFrame(columns=list(RESULT_COLUMNS))
-        extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
-        return frame[list(RESULT_COLUMNS) + extra]
+        measures = [c for c in MEASURE_COLUMNS if c in frame.columns]
+        extra = [c for c in frame.columns if c not in RESULT_COLUMNS and c not in measures]
+        return frame[list(RESULT_COLUMNS) + measures + extra]
 
     def write_results(self) -> Path:
         """Write ``results.csv`` atomically (all rows added so far) and return its path."""

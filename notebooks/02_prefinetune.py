@@ -39,6 +39,7 @@ overrides: dict = {}  # TrainConfig fields that replace the preset's, e.g. {"max
 seed: int = 0  # seed of the data order and any new weights
 device: str = ""  # cpu or cuda, empty for the GPU when there is one
 checkpoint_name: str = "lm"  # folder name of the checkpoint under models/
+overwrite: bool = False  # train again and replace a checkpoint there from another model, data or settings
 
 # %%
 from pathlib import Path
@@ -57,7 +58,7 @@ base_model = experiments.SMOKE_MODEL if smoke else model
 config = experiments.training_config(preset, overrides, seed=seed, smoke=smoke)
 parameters = {"smoke": smoke, "selection_path": selection_path, "model": base_model, "preset": preset,
               "overrides": overrides, "seed": seed, "device": device, "checkpoint_name": checkpoint_name,
-              "config": config.to_dict()}
+              "overwrite": overwrite, "config": config.to_dict()}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
 selection = experiments.selection_info(resolve_path(selection_path))
 method = selection["method"] or Path(selection_path).stem
@@ -69,13 +70,14 @@ display(config.to_dict())
 # %% [markdown]
 # ## 1. Train
 #
-# The transformers Trainer with AdamW, a linear learning-rate schedule and the preset's warm-up. A
-# finished run with the same model, data and settings in `models/<checkpoint_name>` is reused; an
-# interrupted one resumes from its last checkpoint.
+# The transformers Trainer with AdamW, a linear learning-rate schedule and the preset's warm-up. The rule
+# for an existing `models/<checkpoint_name>` is the one of `gotd train`: a finished run of the same model,
+# data (sha256 of the texts) and settings is reused; anything else stops with an error, and
+# `overwrite=True` trains again and replaces it. An interrupted run resumes from its last checkpoint.
 
 # %%
 result = experiments.prefinetune(base_model, resolve_path(selection_path), run.models / checkpoint_name, config,
-                                 device=device or None)
+                                 overwrite=overwrite, device=device or None)
 record = result.record
 print(f"checkpoint: {result.output_dir}")
 

@@ -46,6 +46,7 @@ budget: int = 0  # budget of the selections the models were trained on (recorded
 seed: int = 0  # seed of the example sample, the bootstrap, sampling and fine-tuning
 evaluations: list = ["zero-shot", "perplexity"]  # any of zero-shot, perplexity, finetune, toxicity
 eval_split: str = "test"  # split scored zero-shot
+scoring: str = "prompt"  # zero-shot: mean loss over the whole prompt (OpenICL, the paper) or "label" (label loss)
 ppl_split: str = "test"  # held-out split whose texts perplexity is measured on
 max_examples: int = 0  # zero-shot examples, a seeded sample of eval_split; 0 for all
 max_ppl_texts: int = 0  # perplexity texts, a seeded sample of ppl_split; 0 for all
@@ -66,21 +67,17 @@ import pandas as pd
 from IPython.display import display
 
 from gotd import experiments
-from gotd.errors import GotdInputError
 from gotd.notebook_io import RunDir
 
 NOTEBOOK = "03_evaluate"
 parameters = {k: v for k, v in dict(globals()).items() if k in (
     "smoke", "target", "data_dir", "model_dirs", "base_model", "budget", "seed", "evaluations", "eval_split",
-    "ppl_split", "max_examples", "max_ppl_texts", "batch_size", "ppl_max_length", "n_bootstrap",
+    "scoring", "ppl_split", "max_examples", "max_ppl_texts", "batch_size", "ppl_max_length", "n_bootstrap",
     "finetune_max_labels", "finetune_seeds", "finetune_epochs", "finetune_learning_rates", "toxicity_prompts",
     "toxicity_generations", "max_prompts", "device")}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
 base = experiments.SMOKE_MODEL if (smoke and base_model) else base_model
-models = {"base": base} if base else {}
-models.update({method: experiments.resolve_checkpoint(path) for method, path in model_dirs.items()})
-if not models:
-    raise GotdInputError("nothing to evaluate: model_dirs is empty and base_model is ''")
+models = experiments.models_to_evaluate(base, model_dirs)
 needs_task = bool(set(evaluations) - {"toxicity"})
 task = experiments.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=seed) if needs_task else None
 model_label = base or "-"
@@ -92,7 +89,10 @@ if task is not None:
 # ## 1. Measure every model
 #
 # The same seeded sample of examples for every model (`max_examples`, `max_ppl_texts`; the `n` and
-# `n_total` columns say how many of how many). Progress bars per model and evaluation.
+# `n_total` columns say how many of how many). Progress bars per model and evaluation. This is the suite
+# `gotd evaluate` runs too (`gotd.evaluate.evaluate_models`): the same metric names
+# (`zero_shot_accuracy`, `perplexity`, `finetune_accuracy_seed_mean`, ...) in the same columns, so a
+# `gotd evaluate` file joins this run's `results.csv` on task, method, model, seed and metric.
 
 # %%
 toxicity = None
@@ -101,11 +101,11 @@ if "toxicity" in evaluations:
     toxicity = {"prompts": prompts, "scorer": "profanity-check", "n_generations": toxicity_generations}
 finetune = {"max_train_labels": finetune_max_labels, "seeds": finetune_seeds, "epochs": finetune_epochs,
             "learning_rates": finetune_learning_rates}
-table = experiments.evaluate_models(models, task, evaluations=evaluations, eval_split=eval_split,
+table = experiments.evaluate_models(models, task, evaluations=evaluations, eval_split=eval_split, scoring=scoring,
                                     ppl_split=ppl_split, max_examples=max_examples, max_ppl_texts=max_ppl_texts,
                                     seed=seed, batch_size=batch_size, ppl_max_length=ppl_max_length,
                                     n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity,
-                                    device=device or None)
+                                    model_label=model_label, budget=budget, notebook=NOTEBOOK, device=device or None)
 experiments.add_evaluation_results(run, table, budget=budget, model_label=model_label)
 print(run.write_results())
 

@@ -16,6 +16,7 @@ from gotd.evaluate import (
     classification_metrics,
     few_label_finetune,
     generate_continuations,
+    per_text_nll,
     perplexity,
     read_results,
     toxicity_eval,
@@ -24,6 +25,8 @@ from gotd.evaluate import (
     zero_shot_scores,
 )
 from gotd.models import build_tiny_causal_lm
+
+from assets_fixtures import fake_registry  # noqa: F401  (fixture)
 from gotd.train import TrainConfig, document_prefix_ids, load_causal_lm_and_tokenizer, train
 
 
@@ -280,3 +283,76 @@ def test_cli_and_task_runner_reject_bad_requests(tiny: Path, tmp_path: Path, cap
     with pytest.raises(GotdInputError, match="unknown evaluation"):
         evaluate_on_task(tiny, "rotten-tomatoes", evaluations=["accuracy"])
     assert not any(tmp_path.iterdir())
+
+
+def test_per_text_nll_adds_up_to_the_perplexity(loaded: tuple) -> None:
+    model, tokenizer = loaded
+    for window in (512, 16):  # one window per text, and long texts split
+        losses = per_text_nll(model, tokenizer, TEXTS, max_length=window, progress=False)
+        assert list(losses.columns) == ["text_index", "nll_sum", "n_tokens", "nll"]
+        assert list(losses["text_index"]) == [0, 1, 2]
+        table = perplexity(model, tokenizer, TEXTS, max_length=window, progress=False, n_bootstrap=0)
+        values = table.set_index("metric")["value"]
+        assert losses["n_tokens"].sum() == table["n_tokens"].iloc[0]
+        pooled = losses["nll_sum"].sum() / losses["n_tokens"].sum()
+        assert pooled == pytest.approx(values["nll"], rel=1e-9)
+        assert math.exp(pooled) == pytest.approx(values["perplexity"], rel=1e-9)
+    # each text's sum is the model's own mean loss times its scored tokens (one window)
+    ids = document_prefix_ids(tokenizer) + tokenizer(TEXTS[1], add_special_tokens=False)["input_ids"]
+    one = per_text_nll(model, tokenizer, TEXTS, progress=False).iloc[1]
+    assert one["n_tokens"] == len(ids) - 1
+    assert one["nll_sum"] == pytest.approx(reference_mean_nll(model, ids) * (len(ids) - 1), rel=1e-5)
+    assert one["nll"] == pytest.approx(one["nll_sum"] / one["n_tokens"])
+    with pytest.raises(GotdInputError, match="empty"):
+        per_text_nll(model, tokenizer, ["fine", " "], progress=False)
+
+
+def test_cli_and_notebook_03_write_rows_that_join(tiny: Path, tmp_path: Path, fake_registry: dict) -> None:
+    """`gotd evaluate` and notebook 03's path (the suite, then RunDir) on one model and task: same rows."""
+    from gotd import assets, experiments
+    from gotd.cli import main
+    from gotd.evaluate import METRICS
+    from gotd.notebook_io import RunDir
+    from gotd.results import JOIN_KEYS, join_results
+
+    data_dir = fake_registry["data_dir"]
+    assets.fetch("rotten-tomatoes", data_dir)
+    out = tmp_path / "cli.csv"
+    code = main(["evaluate", "--model", str(tiny), "--task", "rotten-tomatoes", "--data-dir", str(data_dir),
+                 "--split", "train", "--max-length", "64", "--bootstrap", "50", "--seed", "3", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    cli = read_results(out)
+    assert list(cli.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert set(cli["metric"]) == set(METRICS["zero-shot"]) | set(METRICS["perplexity"])
+    assert (cli["method"] == "base").all() and (cli["model"] == str(tiny)).all() and (cli["n"] == 16).all()
+
+    # notebook 03's cells: its task, the suite, then the run folder's results.csv the runner collects
+    run = RunDir(tmp_path / "run", "03_evaluate")
+    task = experiments.evaluation_task("rotten-tomatoes", data_dir=data_dir)
+    table = experiments.evaluate_models({"base": str(tiny)}, task, eval_split="train", ppl_split="train",
+                                        ppl_max_length=64, n_bootstrap=50, seed=3, model_label=str(tiny),
+                                        budget=0, notebook=run.notebook, progress=False)
+    experiments.add_evaluation_results(run, table, budget=0, model_label=str(tiny))
+    notebook = read_results(run.write_results())
+    assert list(notebook.columns[:len(RESULT_COLUMNS) + 3]) == [*RESULT_COLUMNS, "n", "ci_low", "ci_high"]
+
+    joined = join_results(cli, notebook, suffixes=("_cli", "_notebook"))
+    assert len(joined) == len(cli) == len(notebook) == 4
+    for column in ("value", "n", "ci_low", "ci_high"):
+        np.testing.assert_allclose(joined[f"{column}_cli"].astype(float), joined[f"{column}_notebook"].astype(float),
+                                   rtol=1e-12)
+    assert set(joined["metric"]) == {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll"}
+    assert list(JOIN_KEYS) == ["task", "method", "model", "seed", "metric"]
+    assert (joined["seed"] == "3").all() and (joined["task"] == "rotten-tomatoes").all()
+
+
+def test_evaluation_does_not_import_the_training_stage() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, gotd.evaluate, gotd.models; "
+            "print(sorted(m for m in sys.modules if m == 'gotd.train' or m.startswith('gotd.train.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

@@ -113,3 +113,29 @@ def test_evaluation_rows_go_to_results_csv_under_the_base_model_label(tmp_path: 
     assert list(rows["seed_aggregate"]) == [False, False, True] and pd.isna(rows["seed"].iloc[2])
     pivot = experiments.results_table(table)
     assert list(pivot.columns) == ["base", "gotd"] and pivot.loc[("zero_shot_accuracy", 0, 10), "gotd"] == "0.6 [0.3, 0.9]"
+
+
+def test_rows_are_filed_under_the_selection_a_checkpoint_was_trained_on(tmp_path: Path) -> None:
+    from gotd.evaluate import describe_model
+
+    warm = _finished(tmp_path / "warm")
+    (warm / "gotd_train.json").write_text(json.dumps({"model": "smollm2-135m", "data": {
+        "selection": {"method": "gotd", "budget": 20, "seed": 0}}}))
+    assert describe_model(warm) == {"method": "gotd", "model": "smollm2-135m", "budget": 20}
+    assert describe_model("tiny") == {"method": "base", "model": "tiny", "budget": None}
+    plain = _finished(tmp_path / "plain")  # trained on a list of texts: no selection to name
+    assert describe_model(plain)["method"] == "prefinetuned"
+
+
+def test_toxicity_utility_perplexity_is_named_apart_from_the_perplexity_evaluation() -> None:
+    tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll"]})
+    assert experiments._metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll"]
+    assert experiments._metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
+
+
+def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:
+    lm = _finished(tmp_path / "run" / "models" / "lm")
+    assert experiments.models_to_evaluate("tiny", {"gotd": tmp_path / "run" / "models"}) == {"base": "tiny", "gotd": lm}
+    assert list(experiments.models_to_evaluate("", {"gotd": lm})) == ["gotd"]
+    with pytest.raises(GotdInputError, match="nothing to evaluate"):
+        experiments.models_to_evaluate("", {})

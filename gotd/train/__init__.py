@@ -1,0 +1,69 @@
+"""Pre-fine-tuning: continued causal-LM training of a pre-trained model on selected text.
+
+This is the step GOT-D selects data for: warm a model up on the selected candidates (unsupervised,
+next-token prediction) before the task fine-tuning or the zero-shot evaluation. It wraps the
+``transformers`` :class:`~transformers.Trainer` rather than a loop of its own: the Trainer already does
+mixed precision, gradient accumulation, gradient checkpointing, schedulers, checkpoints and resuming.
+
+Data. The texts (a selection file written by ``gotd select`` or a list of strings) are tokenised without
+special tokens, each followed by a document separator (:func:`document_separator_id`), concatenated and cut into blocks
+of ``max_length`` tokens (packing, as ``run_clm.py`` in ``transformers``' examples). A text longer than a
+block is split across consecutive blocks; nothing is dropped: the last, shorter block is padded and its
+padding is left out of the loss. With ``packing=False`` every text starts its own block (long texts
+still split), which wastes compute on padding but keeps texts apart.
+
+Output. ``train(...)`` writes a normal ``save_pretrained`` folder (model + tokenizer) plus
+``gotd_train.json``: the data (selection file and its sha256, or a fingerprint of the texts), the
+number of texts, tokens and blocks, every parameter, the seed, versions and device, the training curve
+(step, loss, learning rate) and the wall time. The folder is assembled under a temporary name and
+renamed into place only when complete. Checkpoints go to ``<out>.checkpoints/`` while training runs and
+are deleted after success (``keep_checkpoints=True`` keeps them); an interrupted run resumes from the
+last one with ``resume_from_checkpoint=True``.
+
+Cost on a 2-core CPU: one optimiser step of SmolLM2-135M at batch 8 x 128 tokens in fp32 takes about
+9-11 s on an idle machine (the asset survey; ``benchmarks/bench_train.py`` saw 6 s at best and medians
+of 20-55 s per step while other jobs shared the two cores), so 100 steps (~100k tokens) is a quarter of
+an hour. The ``demo`` preset stops after 20 such steps (about 3 minutes idle) and logs which share of
+the data it saw.
+
+An existing output folder is reused only when it is a complete output of the same model, data and
+settings, and refused otherwise (:func:`reusable_output`; ``overwrite=True`` / ``--overwrite`` trains
+again): the same rule for ``gotd train`` and the notebooks.
+
+Layout: ``_config`` (:class:`TrainConfig`, presets, :class:`TrainResult`), ``_packing`` (texts, tokens,
+blocks), ``_trainer`` (the run, checkpoints, resuming), ``_record`` (the output folder and its record).
+Model loading and the document tokens live in :mod:`gotd.models`, devices in :mod:`gotd.devices`.
+"""
+from __future__ import annotations
+
+from gotd.models import (
+    DOCUMENT_BOUNDARY_TOKEN,
+    document_prefix_ids,
+    document_separator_id,
+    load_causal_lm_and_tokenizer,
+    resolve_model_location,
+)
+from gotd.train._config import PRECISIONS, PRESETS, RECORD_NAME, TrainConfig, TrainResult, preset
+from gotd.train._packing import load_training_texts, pack_token_blocks
+from gotd.train._record import read_train_record, reusable_output
+from gotd.train._trainer import train
+
+_resolve_model_location = resolve_model_location  # the old private name, kept for callers outside gotd
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "PRESETS",
+    "PRECISIONS",
+    "preset",
+    "train",
+    "load_training_texts",
+    "pack_token_blocks",
+    "document_separator_id",
+    "document_prefix_ids",
+    "load_causal_lm_and_tokenizer",
+    "read_train_record",
+    "reusable_output",
+    "RECORD_NAME",
+    "DOCUMENT_BOUNDARY_TOKEN",
+]
