@@ -83,7 +83,8 @@ def cost_moments(pool: Any, target: Any) -> tuple[float, float]:
     return float(mean), math.sqrt(max(float(second - mean * mean), 0.0))
 
 
-def _row_variance_shares(x: torch.Tensor, y: torch.Tensor, mean: float, var: float) -> tuple[float, float]:
+def _row_variance_shares(x: torch.Tensor, y: torch.Tensor, mx: dict[str, torch.Tensor], my: dict[str, torch.Tensor],
+                         centre: torch.Tensor, mean: float, var: float) -> tuple[float, float]:
     """The largest share of var(C) that one pool row, and one target row, accounts for.
 
     Row i's share is :math:`\\sum_j (C_{ij} - \\mu)^2 / (n m \\mathrm{var}(C))`; with ``c = x_i - centre``
@@ -92,8 +93,6 @@ def _row_variance_shares(x: torch.Tensor, y: torch.Tensor, mean: float, var: flo
     """
     if not var > 0:
         return 0.0, 0.0
-    centre = y.double().mean(dim=0)
-    mx, my = _centred_moments(x, centre), _centred_moments(y, centre)
 
     def largest(rows: torch.Tensor, other: dict[str, torch.Tensor]) -> float:
         worst = 0.0
@@ -102,7 +101,9 @@ def _row_variance_shares(x: torch.Tensor, y: torch.Tensor, mean: float, var: flo
         for start in range(0, rows.shape[0], _ROW_CHUNK):
             c = rows[start:start + _ROW_CHUNK].double() - centre.to(rows.device)
             u = (c * c).sum(1) - mean
-            second = (u * u + pp_bar + 4 * ((c @ cc) * c).sum(1) + 2 * u * p_bar
+            # the one O(d^2)-per-row product in the input precision, as in _centred_moments (a warning check)
+            quad = ((c.to(rows.dtype) @ cc.to(rows.dtype)).double() * c).sum(1)
+            second = (u * u + pp_bar + 4 * quad + 2 * u * p_bar
                       - 4 * u * (c @ c_bar) - 4 * (c @ pc_bar))
             worst = max(worst, float(second.max()))
         return worst / (rows.shape[0] * var)
@@ -144,8 +145,13 @@ def cost_scale(pool: Any, target: Any, statistic: str = DEFAULT_EPS_SCALE) -> di
     x = _as_matrix(pool, "pool")
     y = _as_matrix(target, "target")
     _check_dims(x, y)
-    mean, std = cost_moments(x, y)
-    share_pool, share_target = _row_variance_shares(x, y, mean, std * std)
+    # One pass of moments serves the mean, the std and the row shares.
+    centre = y.double().mean(dim=0)
+    mx, my = _centred_moments(x, centre), _centred_moments(y, centre)
+    mean_t, second = _mean_and_second(mx, my)
+    mean, var = float(mean_t), max(float(second - mean_t * mean_t), 0.0)
+    std = math.sqrt(var)
+    share_pool, share_target = _row_variance_shares(x, y, mx, my, centre, mean, var)
     scale = {"std": std, "mean": mean}.get(statistic)
     if scale is None:
         scale = _sampled_median(x, y)
