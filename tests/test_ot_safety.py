@@ -54,7 +54,7 @@ def test_overrelaxation_that_blows_up_is_restarted_at_omega_one(path: str) -> No
 def test_a_solve_that_diverges_again_after_the_restart_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     import gotd.ot._solver as solver
 
-    def exploding(dots, f, g, log_a, log_b, eps, omega):
+    def exploding(dots, f, g, log_a, log_b, eps, omega, pool_error=False):
         return f, g, float("inf"), float("inf")
 
     monkeypatch.setattr(solver, "log_domain_step", exploding)

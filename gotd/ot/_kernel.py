@@ -41,23 +41,24 @@ class _ScaledKernel:
         self.log_alpha = torch.zeros_like(self.log_alpha)
         self.log_beta = torch.zeros_like(self.log_beta)
 
-    def step(self, omega: float) -> tuple[float, float] | None:
+    def step(self, omega: float, pool_error: bool = False) -> tuple[float, float] | None:
         """One over-relaxed iteration; return (target error before the beta update, pool error before it).
 
         The pool error, ``sum_i a_i |alpha_i (K b beta)_i - 1|``, is that of the scalings the step
-        started from. Returns None (and changes nothing) when a scaling would be non-finite: the caller
+        started from (computed only when ``pool_error``; 0 otherwise). Returns None (and changes nothing) when a scaling would be non-finite: the caller
         falls back to a log-domain step.
         """
         dots = self.dots
         beta_b = self.b * self.log_beta.exp()
         log_alpha = torch.empty_like(self.log_alpha)
-        pool_error = torch.zeros((), dtype=torch.float64, device=self.a.device)
+        want_pool_error, pool_error = pool_error, torch.zeros((), dtype=torch.float64, device=self.a.device)
         for k in range(len(dots.starts)):
             rows = dots.rows(k)
-            row_sums = self.blocks[k] @ beta_b
-            ratio = (self.log_alpha[rows] + row_sums.log()).double().clamp(max=700.0)
-            pool_error += (self.a[rows].double() * torch.expm1(ratio).abs()).sum()
-            log_alpha[rows] = torch.lerp(self.log_alpha[rows], -row_sums.log(), omega)
+            log_row_sums = torch.log(self.blocks[k] @ beta_b)
+            if want_pool_error:
+                ratio = (self.log_alpha[rows] + log_row_sums).double().clamp(max=700.0)
+                pool_error += (self.a[rows].double() * torch.expm1(ratio).abs()).sum()
+            log_alpha[rows] = torch.lerp(self.log_alpha[rows], -log_row_sums, omega)
         weights = self.a * log_alpha.exp()
         column = sum(self.blocks[k].T @ weights[dots.rows(k)] for k in range(len(dots.starts)))
         log_beta = torch.lerp(self.log_beta, -torch.log(column), omega)

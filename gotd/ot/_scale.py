@@ -32,12 +32,22 @@ _MEDIAN_ROWS, _MEDIAN_COLS = 4096, 1024
 """Pool and target rows the sampled median uses (all rows when there are fewer): ~4M pairs."""
 
 
-def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Float64 means over the rows of ``c = x - centre``: c, c c^T, p = |c|^2, p^2 and p c (chunked)."""
+def _centred_moments(x: torch.Tensor, centre: torch.Tensor, other: dict[str, torch.Tensor] | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """Float64 means over the rows of ``c = x - centre``: c, c c^T, p = |c|^2, p^2 and p c (chunked).
+
+    With ``other`` (the other side's moments) the same pass also returns, per row i, ``row1`` =
+    E_j[C_ij] and ``row2`` = E_j[C_ij^2] over the other side, from which :func:`_max_row_share` gets each
+    row's share of var(C); that costs one more (rows, d) x (d, d) product per chunk.
+    """
     d = x.shape[1]
     centre = centre.to(x.device)
     acc = {name: torch.zeros(shape, dtype=torch.float64, device=x.device)
            for name, shape in (("c", (d,)), ("cc", (d, d)), ("p", ()), ("pp", ()), ("pc", (d,)))}
+    rows1, rows2 = [], []
+    if other is not None:
+        o_cc, o_c, o_p, o_pp, o_pc = (other[k].to(x.device) for k in ("cc", "c", "p", "pp", "pc"))
+        o_cc_low = o_cc.to(x.dtype)
     for start in range(0, x.shape[0], _ROW_CHUNK):
         c = x[start:start + _ROW_CHUNK].double() - centre
         p = (c * c).sum(1)
@@ -49,7 +59,27 @@ def _centred_moments(x: torch.Tensor, centre: torch.Tensor) -> dict[str, torch.T
         acc["p"] += p.sum()
         acc["pp"] += (p * p).sum()
         acc["pc"] += (p[:, None] * c).sum(0)
-    return {k: (v / x.shape[0]).cpu() for k, v in acc.items()}
+        if other is not None:
+            # E_j[(p_i + q_j - 2 c_i.e_j)^k] for k = 1, 2, expanded in the other side's moments
+            c_e = c @ o_c
+            quad = ((c_gemm @ o_cc_low).double() * c).sum(1)
+            rows1.append(p + o_p - 2 * c_e)
+            rows2.append(p * p + o_pp + 4 * quad + 2 * p * o_p - 4 * p * c_e - 4 * (c @ o_pc))
+    out = {k: (v / x.shape[0]).cpu() for k, v in acc.items()}
+    if other is not None:
+        out["row1"], out["row2"] = torch.cat(rows1), torch.cat(rows2)
+    return out
+
+
+def _max_row_share(moments: dict[str, torch.Tensor], mean: float, var: float) -> float:
+    """Largest share of var(C) from one row: ``max_i E_j[(C_ij - mu)^2] / (rows var(C))``.
+
+    The shares of one side sum to 1; a clean set gives ~1/rows each.
+    """
+    if not var > 0:
+        return 0.0
+    spread = moments["row2"] - 2 * mean * moments["row1"] + mean * mean
+    return float(spread.max()) / (spread.shape[0] * var)
 
 
 def _mean_and_second(mx: dict[str, torch.Tensor], my: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,34 +111,6 @@ def cost_moments(pool: Any, target: Any) -> tuple[float, float]:
     centre = y.double().mean(dim=0)
     mean, second = _mean_and_second(_centred_moments(x, centre), _centred_moments(y, centre))
     return float(mean), math.sqrt(max(float(second - mean * mean), 0.0))
-
-
-def _row_variance_shares(x: torch.Tensor, y: torch.Tensor, mx: dict[str, torch.Tensor], my: dict[str, torch.Tensor],
-                         centre: torch.Tensor, mean: float, var: float) -> tuple[float, float]:
-    """The largest share of var(C) that one pool row, and one target row, accounts for.
-
-    Row i's share is :math:`\\sum_j (C_{ij} - \\mu)^2 / (n m \\mathrm{var}(C))`; with ``c = x_i - centre``
-    it is a quadratic form in the other side's moments, so the check costs O((n + m) d^2) like
-    :func:`cost_moments`. Shares sum to 1 over each side; a clean set gives ~1/n and ~1/m.
-    """
-    if not var > 0:
-        return 0.0, 0.0
-
-    def largest(rows: torch.Tensor, other: dict[str, torch.Tensor]) -> float:
-        worst = 0.0
-        # E_j[(p_i + q_j - 2 c_i.e_j - mu)^2] with u_i = p_i - mu, expanded in the other side's moments
-        cc, c_bar, p_bar, pp_bar, pc_bar = (other[k].to(rows.device) for k in ("cc", "c", "p", "pp", "pc"))
-        for start in range(0, rows.shape[0], _ROW_CHUNK):
-            c = rows[start:start + _ROW_CHUNK].double() - centre.to(rows.device)
-            u = (c * c).sum(1) - mean
-            # the one O(d^2)-per-row product in the input precision, as in _centred_moments (a warning check)
-            quad = ((c.to(rows.dtype) @ cc.to(rows.dtype)).double() * c).sum(1)
-            second = (u * u + pp_bar + 4 * quad + 2 * u * p_bar
-                      - 4 * u * (c @ c_bar) - 4 * (c @ pc_bar))
-            worst = max(worst, float(second.max()))
-        return worst / (rows.shape[0] * var)
-
-    return largest(x, my), largest(y, mx)
 
 
 def _sampled_median(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
@@ -145,13 +147,16 @@ def cost_scale(pool: Any, target: Any, statistic: str = DEFAULT_EPS_SCALE) -> di
     x = _as_matrix(pool, "pool")
     y = _as_matrix(target, "target")
     _check_dims(x, y)
-    # One pass of moments serves the mean, the std and the row shares.
+    # One pass over the pool serves the mean, the std and the pool rows' shares; the target (m rows) is
+    # read twice, once for its moments and once for its rows' shares.
     centre = y.double().mean(dim=0)
-    mx, my = _centred_moments(x, centre), _centred_moments(y, centre)
+    my = _centred_moments(y, centre)
+    mx = _centred_moments(x, centre, other=my)
+    my = _centred_moments(y, centre, other=mx)
     mean_t, second = _mean_and_second(mx, my)
     mean, var = float(mean_t), max(float(second - mean_t * mean_t), 0.0)
     std = math.sqrt(var)
-    share_pool, share_target = _row_variance_shares(x, y, mx, my, centre, mean, var)
+    share_pool, share_target = _max_row_share(mx, mean, var), _max_row_share(my, mean, var)
     scale = {"std": std, "mean": mean}.get(statistic)
     if scale is None:
         scale = _sampled_median(x, y)

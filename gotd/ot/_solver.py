@@ -86,11 +86,12 @@ def _iterate(dots: _BlockDots, kernel: _ScaledKernel | None, log_a: torch.Tensor
         # Relaxing away from the arbitrary zero start only slows the first step down.
         step_omega = omega if (relax_first or iterations > 1) else 1.0
         previous = (f, g, kernel.scalings() if scaling else None)
-        out = kernel.step(step_omega) if scaling else None
+        out = kernel.step(step_omega, pool_error=stop_marginal == "pool") if scaling else None
         if out is None:
             if scaling:  # a scaling went non-finite: take this iteration in the log domain
                 f, g = kernel.potentials(f, g)
-            f, g, target_error, pool_error = log_domain_step(dots, f, g, log_a, log_b, eps, step_omega)
+            f, g, target_error, pool_error = log_domain_step(dots, f, g, log_a, log_b, eps, step_omega,
+                                                             stop_marginal == "pool")
             scaling = False
             if kernel is not None and iterations >= 2:
                 kernel.rebuild(f, g)

@@ -43,7 +43,7 @@ def _row_lse(z: torch.Tensor, p_rows: torch.Tensor, eps: Any, inplace: bool
 
 
 def _block_step(z: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
-                eps: Any, omega: float, inplace: bool
+                eps: Any, omega: float, inplace: bool, pool_error: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One block of an iteration: new f rows, the block's column LSE part, its underflow floor, row error.
 
@@ -54,11 +54,15 @@ def _block_step(z: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.Tensor, log
 
     The row error is the block's share of the pool-marginal L1 error of the plan *before* this update,
     ``sum_i a_i |exp((f_i - f_hat_i) / eps) - 1|`` (the candidate marginal under the current g is
-    ``a_i exp((f_i - f_hat_i) / eps)``); it costs O(rows) and serves the pool-side stopping rule.
+    ``a_i exp((f_i - f_hat_i) / eps)``); computed only when ``pool_error`` (the pool-side stopping
+    rule), 0 otherwise.
     """
     f_hat, weights, row_max = _row_lse(z, p_rows, eps, inplace)
-    ratio = ((f_rows - f_hat) / eps).double().clamp(max=700.0)
-    row_error = (log_a_rows.double().exp() * torch.expm1(ratio).abs()).sum()
+    if pool_error:
+        ratio = ((f_rows - f_hat) / eps).double().clamp(max=700.0)
+        row_error = (log_a_rows.double().exp() * torch.expm1(ratio).abs()).sum()
+    else:
+        row_error = torch.zeros((), dtype=torch.float64, device=z.device)
     f_new = _relax(f_rows, f_hat, omega)
     v = row_max + (f_new - p_rows) / eps + log_a_rows
     v_max = v.max()
@@ -68,16 +72,18 @@ def _block_step(z: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.Tensor, log
 
 def _online_block(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
                   p_rows: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor, eps: torch.Tensor,
-                  omega: float, fp32_out: bool = False) -> tuple[torch.Tensor, ...]:
+                  omega: float, fp32_out: bool = False, pool_error: bool = False) -> tuple[torch.Tensor, ...]:
     """:func:`_block_step` with the block's GEMM inside the graph (the compiled online path)."""
     z = _products_fp32(rows, y_t, fp32_out) * scale + shift[None, :]
-    return _block_step(z, p_rows, f_rows, log_a_rows, eps, omega, inplace=False)
+    return _block_step(z, p_rows, f_rows, log_a_rows, eps, omega, inplace=False, pool_error=pool_error)
 
 
 def _stored_block(products: torch.Tensor, shift: torch.Tensor, p_rows: torch.Tensor, f_rows: torch.Tensor,
-                  log_a_rows: torch.Tensor, eps: torch.Tensor, omega: float) -> tuple[torch.Tensor, ...]:
+                  log_a_rows: torch.Tensor, eps: torch.Tensor, omega: float, pool_error: bool = False
+                  ) -> tuple[torch.Tensor, ...]:
     """:func:`_block_step` on stored products (the compiled stored path's log-domain iterations)."""
-    return _block_step(products + shift[None, :], p_rows, f_rows, log_a_rows, eps, omega, inplace=False)
+    return _block_step(products + shift[None, :], p_rows, f_rows, log_a_rows, eps, omega, inplace=False,
+                       pool_error=pool_error)
 
 
 def _online_potential(rows: torch.Tensor, y_t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
@@ -104,7 +110,7 @@ def _compiled(name: str, backend: str | None) -> Any:
 
 
 def _block(dots: _BlockDots, k: int, shift: torch.Tensor, f_rows: torch.Tensor, log_a_rows: torch.Tensor,
-           eps: float, omega: float) -> tuple[torch.Tensor, ...]:
+           eps: float, omega: float, pool_error: bool) -> tuple[torch.Tensor, ...]:
     """Block k of an iteration, compiled when a backend is set (falling back to eager if that fails)."""
     rows = dots.rows(k)
     p_rows = dots.p[rows]
@@ -112,13 +118,14 @@ def _block(dots: _BlockDots, k: int, shift: torch.Tensor, f_rows: torch.Tensor, 
         try:
             if dots.stored is not None:
                 return _compiled("stored_sweep", dots.compile_backend)(
-                    dots.stored[k], shift, p_rows, f_rows, log_a_rows, dots.eps_t, omega)
+                    dots.stored[k], shift, p_rows, f_rows, log_a_rows, dots.eps_t, omega, pool_error)
             return _compiled("online_sweep", dots.compile_backend)(
                 dots.x[rows], dots.y_t, dots.scale_t, shift, p_rows, f_rows, log_a_rows, dots.eps_t, omega,
-                dots.fp32_out)
+                dots.fp32_out, pool_error)
         except Exception as exc:  # noqa: BLE001 - a compiler failure must not lose the solve
             dots.disable_compile(exc)
-    return _block_step(dots.block_plus(k, shift), p_rows, f_rows, log_a_rows, eps, omega, inplace=True)
+    return _block_step(dots.block_plus(k, shift), p_rows, f_rows, log_a_rows, eps, omega, inplace=True,
+                       pool_error=pool_error)
 
 
 def row_potential(dots: _BlockDots, k: int, shift: torch.Tensor, eps: float) -> torch.Tensor:
@@ -145,7 +152,7 @@ def _exact_columns(dots: _BlockDots, f: torch.Tensor, log_a: torch.Tensor, eps: 
 
 
 def log_domain_step(dots: _BlockDots, f: torch.Tensor, g: torch.Tensor, log_a: torch.Tensor,
-                    log_b: torch.Tensor, eps: float, omega: float
+                    log_b: torch.Tensor, eps: float, omega: float, pool_error: bool = False
                     ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """One over-relaxed log-domain iteration over all blocks.
 
@@ -153,14 +160,15 @@ def log_domain_step(dots: _BlockDots, f: torch.Tensor, g: torch.Tensor, log_a: t
     -------
     f, g : the new potentials (``f`` a new tensor; the inputs are left unchanged).
     target_error : L1 error of the target marginal after the f update and before the g update.
-    pool_error : L1 error of the pool marginal of the *input* potentials (before the f update).
+    pool_error : L1 error of the pool marginal of the *input* potentials (before the f update), when
+        ``pool_error`` is set; 0 otherwise.
     """
     f = f.clone()
     shift = (g - dots.q) / eps + log_b
     parts, floors, row_errors = [], [], []
     for k in range(len(dots.starts)):
         rows = dots.rows(k)
-        f_new, part, v_max, row_error = _block(dots, k, shift, f[rows], log_a[rows], eps, omega)
+        f_new, part, v_max, row_error = _block(dots, k, shift, f[rows], log_a[rows], eps, omega, pool_error)
         f[rows] = f_new
         parts.append(part)
         floors.append(v_max)
@@ -181,4 +189,4 @@ def log_domain_step(dots: _BlockDots, f: torch.Tensor, g: torch.Tensor, log_a: t
     error = float((marginal - b_prob).abs().sum())
     if not bool(torch.isfinite(f).all()):
         error = math.nan
-    return f, _relax(g, -eps * lse, omega), error, float(torch.stack(row_errors).sum())
+    return f, _relax(g, -eps * lse, omega), error, float(torch.stack(row_errors).sum()) if pool_error else 0.0
