@@ -4,11 +4,14 @@ A preset fixes, for each stage, the options that define a procedure; anything a 
 explicitly still wins. Every selection made with a preset records its name in the sidecar.
 
 ``paper``
-    The GOT-D paper's released procedure (Kang et al. 2024; code: REDSgnaoh/DV4LLM, which calls
-    ott-jax 0.6 ``PointCloud(x, y, epsilon=0.1, batch_size=2000)`` and ``Sinkhorn(momentum=1.3,
-    threshold=0.1)``): eps = 0.1 absolute in squared-Euclidean cost units on unnormalised embeddings,
-    over-relaxation 1.3, and mean pooling over all positions including padding. The solver-side values
-    live in :data:`gotd.ot` and are applied by ``preset="paper"`` there.
+    The GOT-D paper's released procedure (Kang et al. 2024; code: REDSgnaoh/DV4LLM,
+    ``ot-selection.ipynb``, which calls ott-jax 0.6 ``PointCloud(target, candidates, epsilon=0.1,
+    batch_size=2000)`` and ``Sinkhorn(momentum=Momentum(value=1.3), threshold=0.1, inner_iterations=1,
+    max_iterations=2000)``): eps = 0.1 absolute in squared-Euclidean cost units on unnormalised
+    embeddings, over-relaxation 1.3 from the first iteration, a stop when the L1 error of the candidate
+    marginal is below 0.1, at most 2000 iterations, the release's calibration ``g - (mean(g) - g / n)``,
+    and mean pooling over all positions including padding. The solver-side values live in
+    :data:`gotd.ot.SOLVER_PRESETS` and are applied by ``preset="paper"`` there (explicit options win).
 """
 from __future__ import annotations
 

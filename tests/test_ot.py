@@ -8,7 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 from gotd import ot_gradients
-from gotd.errors import GotdInputError
+from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.ot import (
     _as_matrix,
     c_transform_scores,
@@ -195,12 +195,20 @@ def test_bad_input_is_named(pool: np.ndarray, target: np.ndarray, message: str) 
         sinkhorn(pool, target)
 
 
-def test_non_convergence_warns_and_is_recorded() -> None:
+def test_non_convergence_raises_unless_allowed_then_warns_and_is_recorded() -> None:
+    # Changed on purpose (issue 12): an unconverged solve used to return with only a warning.
     pool, target = clustered(200, 20)
+    with pytest.raises(GotdConvergenceError, match="max_iter=2.*allow_unconverged=True"):
+        sinkhorn(pool, target, max_iter=2, tol=1e-8)
+    with pytest.raises(GotdConvergenceError, match="max_iter=2"):
+        ot_gradients(pool, target, max_iter=2, tol=1e-8)
     with pytest.warns(RuntimeWarning, match="max_iter"):
-        res = sinkhorn(pool, target, max_iter=2, tol=1e-8)
+        res = sinkhorn(pool, target, max_iter=2, tol=1e-8, allow_unconverged=True)
     assert res.diagnostics["converged"] is False
     assert res.diagnostics["iterations"] == 2
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        _, diag = ot_gradients_with_diagnostics(pool, target, max_iter=2, tol=1e-8, allow_unconverged=True)
+    assert diag["converged"] is False and diag["allow_unconverged"] is True
 
 
 # ---- GPU path options, checked on the CPU ----------------------------------------------------------------
@@ -260,7 +268,7 @@ def test_subsample_diagnostics_time_the_scoring_pass() -> None:
 
 
 def test_a_failing_compiler_falls_back_to_the_eager_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gotd.ot as ot_module
+    import gotd.ot._step as ot_module
 
     def broken(name: str, backend: str | None):
         def step(*args, **kwargs):
