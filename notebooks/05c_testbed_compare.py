@@ -33,6 +33,7 @@ prepared_dirs: dict = {"task": "reports/interactive/05a_testbed_prepare"}  # run
 warmup_dirs: dict = {"task": {"0": "reports/interactive/05b_testbed_warmup"}}  # run folders of 05b (nested mappings allowed)
 n_boot: int = 2000  # bootstrap replicates
 seed: int = 0  # seed of the bootstrap
+torch_threads: int = 0  # torch CPU threads, 0 for torch's default (accepted so one --set serves every stage)
 
 # %%
 import pandas as pd

@@ -164,8 +164,9 @@ def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: s
     """One sentence per scenario, written from the paired differences to ``reference`` on ``split``.
 
     At the smallest budget (the paper's claim is strongest there) every baseline is named with its
-    difference and interval; then the count over all budgets of comparisons where ``reference`` is better,
-    worse, or not different beyond the 95% bootstrap interval.
+    difference and interval (as an advantage of ``reference``: positive = ``reference`` better); then the count
+    over all budgets of comparisons where ``reference`` is better, worse, or not different beyond the 95%
+    bootstrap interval.
     """
     out = []
     sub = paired[(paired["split"] == split) & (paired["vs"] == reference)] if not paired.empty else paired
@@ -181,13 +182,13 @@ def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: s
         where = f"at {b0} chunks" + (f" ({100 * b0 / n_pool:.2g}% of the pool)" if n_pool else "")
         parts = []
         for _, r in at.iterrows():
-            iv = f"{_fmt(abs(r['diff']))} [{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
-            if r["elo"] > 0:
-                parts.append(f"better than {r['method']} by {iv}")
-            elif r["ehi"] < 0:
-                parts.append(f"worse than {r['method']} by {iv}")
+            if r["elo"] > 0:       # the reference is better by edge, interval [elo, ehi]
+                parts.append(f"better than {r['method']} by {_fmt(r['edge'])} [{_fmt(r['elo'])}, {_fmt(r['ehi'])}]")
+            elif r["ehi"] < 0:     # worse by -edge, interval [-ehi, -elo]
+                parts.append(f"worse than {r['method']} by {_fmt(-r['edge'])} [{_fmt(-r['ehi'])}, {_fmt(-r['elo'])}]")
             else:
-                parts.append(f"not different from {r['method']} ({_fmt(r['diff'])} [{_fmt(r['lo'])}, {_fmt(r['hi'])}])")
+                parts.append(f"not different from {r['method']} ({_fmt(r['edge'])} [{_fmt(r['elo'])}, "
+                             f"{_fmt(r['ehi'])}] in GOT-D's favour)")
         n = len(g)
         if better.empty and worse.empty:
             tail = f"over all {g['budget'].nunique()} budgets no method differs from GOT-D beyond the 95% intervals."
