@@ -50,3 +50,17 @@ def test_report_opens_on_the_verdict(smoke_run) -> None:
     assert page.index(verdict["sentences"][0].split(":")[0]) < page.index("headline.png") < page.index("Details")
     timings = json.loads((smoke_run.points[0].run_dir / "timings.json").read_text())
     assert {"build_scenario", "embed", "pretrain", "score_base"} <= set(timings["steps"])
+
+
+@pytest.mark.parametrize("name", ["demo", "testbed-smoke"])
+def test_testbed_configs_plan_against_their_notebooks(name, tmp_path) -> None:
+    from gotd.run import plan_run
+
+    config = load_config(name)
+    assert config.grid["method"] == ["gotd", "matching", "knn", "dsir", "tsds", "random"]
+    points = plan_run(config, tmp_path)
+    warm = [p for p in points if p.stage.name == "warmup"]
+    assert len(warm) == len(config.grid["scenario"]) * len(config.grid["seed"])
+    assert all(p.parameters["budgets"] == config.grid["budget"] for p in warm)
+    if name == "demo":
+        assert len(config.grid["seed"]) >= 3 and len(config.grid["budget"]) >= 3

@@ -143,6 +143,8 @@ def testbed_section(folder: Path, run_root: Path) -> list[str]:
     parts = ["<div class='verdict'>"]
     parts += [f"<p>{esc(s)}</p>" for s in verdict.get("sentences", [])] or [
         "<p>No comparison could be made (no method ran at a budget where GOT-D also ran).</p>"]
+    if verdict.get("reading"):
+        parts.append(f"<p class='note'>{esc(verdict['reading'])}</p>")
     skipped = verdict.get("skipped_methods") or {}
     if skipped:
         parts.append("<p class='note'>Not run: " + "; ".join(f"{esc(m)} ({esc(w)})" for m, w in skipped.items())
@@ -154,6 +156,7 @@ def testbed_section(folder: Path, run_root: Path) -> list[str]:
                      "alt='target perplexity against budget, one line per method, and the paired differences "
                      f"to GOT-D'><figcaption>{esc(verdict.get('interval', ''))}; "
                      f"seeds {esc(str(verdict.get('seeds', [])))}.</figcaption></figure>")
+    parts += [f"<p>{esc(s)}</p>" for s in verdict.get("secondary_sentences", [])]
     paired_path = folder / "paired.csv"
     paired = pd.read_csv(paired_path) if paired_path.is_file() else pd.DataFrame()
     for title, split, metric, note in (
@@ -207,7 +210,7 @@ def write_index(run_root: Path, *, title: str, description: str, points: Sequenc
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "font-size:90%;text-align:left}.failed{color:#b00}.blocked{color:#a60}.done,.skipped{color:#070}"
         "img{max-width:560px;margin:4px;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;"
-        "overflow:auto}.verdict p{font-size:115%;line-height:1.45;margin:.5em 0}.note{color:#a60}"
+        "overflow:auto}.verdict p{font-size:115%;line-height:1.45;margin:.5em 0}.note{color:#555;font-size:95%!important}"
         "figure.headline img{max-width:100%;border:none}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
     ]

@@ -13,13 +13,14 @@ from gotd.testbed._stats import methods_in_order
 
 def headline_figure(levels: pd.DataFrame, paired: pd.DataFrame, *, split: str = "test",
                     pool_sizes: Mapping[str, int] | None = None, labels: Mapping[str, str] | None = None,
-                    metric_name: str = "target perplexity") -> Figure:
+                    metric_name: str = "target perplexity", order: list[str] | None = None) -> Figure:
     """One row per scenario: (left) ``metric_name`` vs budget, one line per method, 95% intervals as bars,
     the un-warmed model as a dashed line with its interval as a band; (right) method minus GOT-D on the same
     texts and seeds with the paired 95% bootstrap interval, a zero line, and a y-axis fitted to the intervals.
     """
-    scenarios = list(dict.fromkeys(levels["scenario"]))
-    fig = Figure(figsize=(11, 3.6 * max(1, len(scenarios))), layout="constrained")
+    found = list(dict.fromkeys(levels["scenario"]))
+    scenarios = [s for s in (order or []) if s in found] + [s for s in found if s not in (order or [])]
+    fig = Figure(figsize=(11, 3.3 * max(1, len(scenarios))), layout="constrained")
     axes = fig.subplots(max(1, len(scenarios)), 2, squeeze=False)
     for row, scen in enumerate(scenarios):
         lv = levels[(levels["scenario"] == scen) & (levels["split"] == split)]
@@ -55,9 +56,9 @@ def headline_figure(levels: pd.DataFrame, paired: pd.DataFrame, *, split: str = 
             a.set_xlabel("budget: selected chunks (share of the pool)")
         label = (labels or {}).get(scen, scen)
         ax.set_title(f"{label}: {metric_name} (lower is better)")
-        ax.set_ylabel(f"{metric_name}, mean over seeds, 95% CI")
+        ax.set_ylabel("mean over seeds, 95% CI")
         bx.set_title("method minus GOT-D, paired (above 0: GOT-D better)")
-        bx.set_ylabel(f"difference in {metric_name}, 95% CI")
+        bx.set_ylabel("paired difference, 95% CI")
         ax.legend(fontsize=8, ncols=2)
     return fig
 

@@ -32,6 +32,7 @@ from gotd.testbed._scenarios import Scenario, build_scenario, load_scenario, sav
 
 LABELS = {"task": "Task (Rotten Tomatoes vs the built-in pool)",
           "partial": "Partial coverage (target half Wikipedia, half tweets; tweets 2% of the pool)"}
+SHORT_LABELS = {"task": "task scenario", "partial": "partial-coverage scenario"}
 SMOKE_LABELS = {"task": "Task (toy film reviews vs the toy pool)",
                 "partial": "Partial coverage (toy: target half politics, half film; film 2% of the pool)"}
 
@@ -175,14 +176,16 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
             levels = pd.concat([levels, _stats.summarise_levels(acc, n_boot=n_boot, seed=seed).assign(
                 metric="few_label_accuracy")], ignore_index=True)
         prim = paired[paired["metric"] == "perplexity"]
-        sentences = _stats.verdict_sentences(prim, pool_sizes=pool_sizes, labels=labels)
+        order = list(pool_sizes)
+        sentences = _stats.verdict_sentences(prim, pool_sizes=pool_sizes, labels=labels, order=order)
+        secondary = []
         if acc:
-            sentences += _stats.verdict_sentences(paired[paired["metric"] == "few_label_accuracy"], labels=labels,
+            secondary = _stats.verdict_sentences(paired[paired["metric"] == "few_label_accuracy"], labels=labels,
                                                   pool_sizes=pool_sizes, metric_name="few-label test accuracy",
-                                                  lower_is_better=False)
+                                                  lower_is_better=False, order=order)
     with clock.step("figures"):
         fig = _figures.headline_figure(levels[levels["metric"] == "perplexity"], prim, pool_sizes=pool_sizes,
-                                       labels=labels)
+                                       labels=SHORT_LABELS, order=order)
         with atomic_path(out / "figures" / "headline.png") as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         makeup = _figures.makeup_table(_read_all(warmup_dirs, "makeup"))
@@ -197,7 +200,10 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
             frame.to_csv(tmp, index=False)
     with atomic_path(out / "makeup.csv") as tmp:
         makeup.to_csv(tmp)
-    record = {"sentences": sentences, "skipped_methods": skipped, "pool_sizes": pool_sizes, "labels": labels,
+    record = {"sentences": sentences, "secondary_sentences": secondary,
+              "reading": "Numbers are GOT-D's advantage over the named method (for perplexity: the method's minus "
+                         "GOT-D's, so positive = GOT-D lower), with the 95% interval in brackets.",
+              "skipped_methods": skipped, "pool_sizes": pool_sizes, "labels": labels,
               "seeds": sorted(seeds), "n_boot": n_boot,
               "interval": "95% two-level bootstrap: seeds and test texts resampled with replacement, the same "
                           "text draw for every seed and both methods (t-interval over seeds in t_lo/t_hi)",

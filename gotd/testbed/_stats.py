@@ -155,12 +155,15 @@ def paired_table(scores: dict[tuple, Scores], *, reference: str = "gotd", baseli
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    x = float(x) + 0.0                      # no "-0"
+    text = f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    return "0" if text in ("-0", "0") else text
 
 
 def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: str = "gotd",
                       metric_name: str = "target perplexity", pool_sizes: dict[str, int] | None = None,
-                      labels: dict[str, str] | None = None, lower_is_better: bool = True) -> list[str]:
+                      labels: dict[str, str] | None = None, lower_is_better: bool = True,
+                      order: Sequence[str] | None = None) -> list[str]:
     """One sentence per scenario, written from the paired differences to ``reference`` on ``split``.
 
     At the smallest budget (the paper's claim is strongest there) every baseline is named with its
@@ -170,7 +173,10 @@ def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: s
     """
     out = []
     sub = paired[(paired["split"] == split) & (paired["vs"] == reference)] if not paired.empty else paired
-    for scen, g in sub.groupby("scenario", sort=False) if not sub.empty else []:
+    groups = dict(list(sub.groupby("scenario", sort=True))) if not sub.empty else {}
+    names = [s for s in (order or []) if s in groups] + [s for s in groups if s not in (order or [])]
+    for scen in names:
+        g = groups[scen]
         label = (labels or {}).get(scen, scen)
         sign = 1 if lower_is_better else -1          # > 0 means the reference is better
         g = g.assign(edge=sign * g["diff"], elo=np.where(sign > 0, g["lo"], -g["hi"]),
@@ -188,7 +194,7 @@ def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: s
                 parts.append(f"worse than {r['method']} by {_fmt(-r['edge'])} [{_fmt(-r['ehi'])}, {_fmt(-r['elo'])}]")
             else:
                 parts.append(f"not different from {r['method']} ({_fmt(r['edge'])} [{_fmt(r['elo'])}, "
-                             f"{_fmt(r['ehi'])}] in GOT-D's favour)")
+                             f"{_fmt(r['ehi'])}])")
         n = len(g)
         if better.empty and worse.empty:
             tail = f"over all {g['budget'].nunique()} budgets no method differs from GOT-D beyond the 95% intervals."
