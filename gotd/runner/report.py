@@ -123,8 +123,8 @@ def paired_pivot(paired: pd.DataFrame, *, split: str = "test", metric: str = "pe
         cell = rows.setdefault(key, {})
         name = "GOT-D" if r.vs == "gotd" else "un-warmed"
         cell[f"minus {name}, 95% bootstrap CI"] = _interval(r.diff, r.lo, r.hi)
-        cell[f"minus {name}, t-interval over seeds"] = ("" if pd.isna(r.t_lo) else
-                                                        f"[{r.t_lo:+.3g}, {r.t_hi:+.3g}]")
+        t_iv = "" if pd.isna(r.t_lo) else f"[{r.t_lo:+.3g}, {r.t_hi:+.3g}]"
+        cell[f"minus {name}, t-interval over seeds"] = t_iv
         cell["seeds x texts"] = f"{r.n_seeds} x {r.n_texts}"
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["scenario", "budget", "method"])
@@ -210,7 +210,8 @@ def write_index(run_root: Path, *, title: str, description: str, points: Sequenc
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "font-size:90%;text-align:left}.failed{color:#b00}.blocked{color:#a60}.done,.skipped{color:#070}"
         "img{max-width:560px;margin:4px;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;"
-        "overflow:auto}.verdict p{font-size:115%;line-height:1.45;margin:.5em 0}.note{color:#555;font-size:95%!important}"
+        "overflow:auto}.verdict p{font-size:115%;line-height:1.45;margin:.5em 0}"
+        ".note{color:#555;font-size:95%!important}"
         "figure.headline img{max-width:100%;border:none}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
     ]

@@ -18,7 +18,8 @@ from gotd.testbed._lm import (LMSize, TrainRecipe, load_lm, mean_hidden_states, 
 from gotd.testbed._probe import few_label_sample, probe
 from gotd.testbed._scenarios import (SCENARIOS, Scenario, build_scenario, draw_by_document, load_scenario,
                                      partial_scenario, save_scenario, task_scenario)
-from gotd.testbed._stages import StageClock, compare, flatten_dirs, prepare, smoke_settings, warm_up
+from gotd.testbed._stages import (StageClock, compare, flatten_dirs, prepare, smoke_settings,
+                                  warm_up)
 from gotd.testbed._stats import (Scores, level_interval, paired_difference, paired_table, scores_of,
                                  summarise_levels, verdict_sentences)
 from gotd.testbed._warmup import SeedResult, method_inputs, run_seed
@@ -27,7 +28,8 @@ __all__ = [
     "LMSize", "TrainRecipe", "load_lm", "mean_hidden_states", "new_model", "pack_blocks", "pretrain", "text_nll",
     "texts_sha256", "train_steps", "train_tokenizer", "few_label_sample", "probe", "SCENARIOS", "Scenario",
     "build_scenario", "draw_by_document", "load_scenario", "partial_scenario", "save_scenario", "task_scenario",
-    "StageClock", "compare", "flatten_dirs", "prepare", "smoke_settings", "warm_up", "Scores", "level_interval", "paired_difference", "paired_table",
+    "StageClock", "compare", "flatten_dirs", "prepare", "smoke_settings", "warm_up", "Scores", "level_interval",
+    "paired_difference", "paired_table",
     "scores_of", "summarise_levels", "verdict_sentences", "SeedResult", "method_inputs", "run_seed",
     "headline_figure", "makeup_table",
 ]

@@ -56,7 +56,8 @@ class SeedResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def score_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int, tag: dict[str, Any]) -> list[pd.DataFrame]:
+def score_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int,
+                tag: dict[str, Any]) -> list[pd.DataFrame]:
     """Per-text NLL of ``model`` on the target's test texts and on the held-out pool text."""
     out = []
     for split, frame in (("test", scenario.test), ("pool_heldout", scenario.pool_heldout)):
@@ -91,10 +92,10 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
     base_probe = probe_model(base, tokenizer, scenario, block, per_class, seed)
     if base_probe is not None:
         correct_frames.append(pd.DataFrame({"scenario": scenario.name, "method": "base", "budget": 0, "seed": seed,
-                                            "split": "test", "text_index": np.arange(len(base_probe["test_correct"])),
-                                            "correct": base_probe["test_correct"]}))
-        rows.append({"method": "base", "budget": 0, "metric": "few_label_accuracy", "value": base_probe["test_accuracy"],
-                     "C": base_probe["C"]})
+                                            "split": "test", "correct": base_probe["test_correct"],
+                                            "text_index": np.arange(len(base_probe["test_correct"]))}))
+        rows.append({"method": "base", "budget": 0, "metric": "few_label_accuracy",
+                     "value": base_probe["test_accuracy"], "C": base_probe["C"]})
     from gotd.selectors import run_selector
 
     todo = [(m, b) for m in methods for b in budgets]
@@ -125,8 +126,8 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
         rows.append({"method": method, "budget": budget, "metric": "warmup_steps", "value": stats["steps"]})
         rows.append({"method": method, "budget": budget, "metric": "warmup_final_loss", "value": stats["final_loss"]})
         if res is not None:
-            correct_frames.append(pd.DataFrame({**tag, "split": "test", "text_index": np.arange(len(res["test_correct"])),
-                                                "correct": res["test_correct"]}))
+            correct_frames.append(pd.DataFrame({**tag, "split": "test", "correct": res["test_correct"],
+                                                "text_index": np.arange(len(res["test_correct"]))}))
             rows.append({"method": method, "budget": budget, "metric": "few_label_accuracy",
                          "value": res["test_accuracy"], "C": res["C"]})
     nll = pd.concat(nll_frames, ignore_index=True) if nll_frames else pd.DataFrame()
