@@ -189,6 +189,7 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
         with atomic_path(out / "figures" / "headline.png") as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         makeup = _figures.makeup_table(_read_all(warmup_dirs, "makeup"))
+        secondary = rare_share_sentences(makeup, preps, labels) + secondary
     skipped: dict[str, str] = {}
     seeds = set()
     for d in warmup_dirs:
@@ -241,3 +242,23 @@ def flatten_dirs(dirs: Any) -> list[str]:
     if isinstance(dirs, (list, tuple)):
         return [p for v in dirs for p in flatten_dirs(v)]
     raise GotdInputError(f"expected folder paths (a string, a list or a mapping of them), got {type(dirs).__name__}")
+
+
+def rare_share_sentences(makeup: pd.DataFrame, preps: Sequence[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """For a partial-coverage scenario: the rare domain's share of each method's selection per budget."""
+    out = []
+    for prep in preps:
+        rare = prep.get("report", {}).get("rare")
+        scen = prep["scenario"]
+        if not rare or makeup.empty or rare not in makeup.columns or scen not in makeup.index.get_level_values(0):
+            continue
+        share = makeup.loc[scen, rare]
+        parts = []
+        for budget in sorted(set(share.index.get_level_values("budget"))):
+            by_method = share.loc[budget]
+            methods = _stats.methods_in_order(list(by_method.index))
+            parts.append(f"at {budget} chunks " + ", ".join(f"{m} {100 * by_method[m]:.0f}%" for m in methods))
+        pool_share = 100 * prep["report"].get("rare_share", float("nan"))
+        out.append(f"{labels.get(scen, scen)}: share of {rare} in each selection (the pool has {pool_share:.0f}%, "
+                   f"the target 50%): " + "; ".join(parts) + ".")
+    return out
