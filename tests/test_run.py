@@ -340,7 +340,8 @@ def test_builtin_select_stages_match_the_select_notebook(name: str, tmp_path: Pa
     """The select stage of every built-in config passes only parameters 01_select declares, with their types."""
     raw = load_config(name).raw
     raw = {**raw, "stages": [s for s in raw["stages"] if s["notebook"] == "01_select.ipynb"]}
-    assert raw["stages"], f"{name} has no select stage"
+    if not raw["stages"]:
+        pytest.skip(f"{name} has no 01_select stage (the testbed configs select inside 05b_testbed_warmup)")
     points = run_module.plan_run(validate_config(raw, where=name), tmp_path)
     assert all(isinstance(p.parameters["budget"], int) and isinstance(p.parameters["methods"], list) for p in points)
 

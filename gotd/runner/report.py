@@ -90,10 +90,111 @@ def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "figure"
 
 
+VERDICT_FILE = "verdict.json"
+"""Written by a comparison notebook (``05c_testbed_compare``) into its run folder: the report's first screen."""
+
+
+def find_verdict(points: Sequence[Point], results: dict[str, PointResult] | None = None) -> Path | None:
+    """The run folder of the last finished point that wrote :data:`VERDICT_FILE`, if any."""
+    for point in reversed(list(points)):
+        res = (results or {}).get(point.name)
+        if res is not None and res.status not in ("done", "skipped"):
+            continue
+        if (point.run_dir / VERDICT_FILE).is_file():
+            return point.run_dir
+    return None
+
+
+def _interval(diff: float, lo: float, hi: float) -> str:
+    if pd.isna(diff):
+        return ""
+    return f"{diff:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def paired_pivot(paired: pd.DataFrame, *, split: str = "test", metric: str = "perplexity") -> pd.DataFrame:
+    """One row per scenario x budget x method; columns: the difference to GOT-D and to the un-warmed model
+    with the 95% bootstrap interval, and the t-interval over seeds."""
+    sub = paired[(paired["split"] == split) & (paired["metric"] == metric)] if not paired.empty else paired
+    if sub.empty:
+        return pd.DataFrame()
+    rows = {}
+    for r in sub.itertuples():
+        key = (r.scenario, int(r.budget), r.method)
+        cell = rows.setdefault(key, {})
+        name = "GOT-D" if r.vs == "gotd" else "un-warmed"
+        cell[f"minus {name}, 95% bootstrap CI"] = _interval(r.diff, r.lo, r.hi)
+        t_iv = "" if pd.isna(r.t_lo) else f"[{r.t_lo:+.3g}, {r.t_hi:+.3g}]"
+        cell[f"minus {name}, t-interval over seeds"] = t_iv
+        cell["seeds x texts"] = f"{r.n_seeds} x {r.n_texts}"
+    frame = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["scenario", "budget", "method"])
+    order = ["gotd", "matching", "knn", "dsir", "tsds", "random"]
+    rank = {m: i for i, m in enumerate(order)}
+    return frame.iloc[sorted(range(len(frame)), key=lambda i: (frame.index[i][0], frame.index[i][1],
+                                                               rank.get(frame.index[i][2], 99)))]
+
+
+def testbed_section(folder: Path, run_root: Path) -> list[str]:
+    """HTML of the first screen (verdict sentences and headline figure) and the tables below it."""
+    import json
+
+    esc = html.escape
+    verdict = json.loads((folder / VERDICT_FILE).read_text(encoding="utf-8"))
+    parts = ["<div class='verdict'>"]
+    parts += [f"<p>{esc(s)}</p>" for s in verdict.get("sentences", [])] or [
+        "<p>No comparison could be made (no method ran at a budget where GOT-D also ran).</p>"]
+    if verdict.get("reading"):
+        parts.append(f"<p class='note'>{esc(verdict['reading'])}</p>")
+    skipped = verdict.get("skipped_methods") or {}
+    if skipped:
+        parts.append("<p class='note'>Not run: " + "; ".join(f"{esc(m)} ({esc(w)})" for m, w in skipped.items())
+                     + ".</p>")
+    parts.append("</div>")
+    fig = folder / "figures" / "headline.png"
+    if fig.is_file():
+        parts.append(f"<figure class='headline'><img src='{esc(os.path.relpath(fig, run_root))}' "
+                     "alt='target perplexity against budget, one line per method, and the paired differences "
+                     f"to GOT-D'><figcaption>{esc(verdict.get('interval', ''))}; "
+                     f"seeds {esc(str(verdict.get('seeds', [])))}.</figcaption></figure>")
+    parts += [f"<p>{esc(s)}</p>" for s in verdict.get("secondary_sentences", [])]
+    paired_path = folder / "paired.csv"
+    paired = pd.read_csv(paired_path) if paired_path.is_file() else pd.DataFrame()
+    for title, split, metric, note in (
+            ("Paired differences: target perplexity", "test", "perplexity",
+             "value(method) minus value(GOT-D) and minus value(un-warmed model), on the same held-out target "
+             "texts and seeds. Positive minus GOT-D: GOT-D is lower (better); negative minus un-warmed: warming "
+             "up helped."),
+            ("Paired differences: few-label classification accuracy", "test", "few_label_accuracy",
+             "Accuracy of a logistic head on the LM's mean hidden state; positive minus GOT-D: the method is "
+             "more accurate than GOT-D."),
+            ("What warming up costs: perplexity on held-out pool text", "pool_heldout", "perplexity",
+             "Positive minus un-warmed: the model got worse on its pre-training distribution.")):
+        table = paired_pivot(paired, split=split, metric=metric)
+        if not table.empty:
+            parts += [f"<h2>{esc(title)}</h2><p>{esc(note)}</p>", table.to_html(escape=True)]
+    makeup = folder / "makeup.csv"
+    if makeup.is_file():
+        frame = pd.read_csv(makeup, index_col=[0, 1, 2])
+        parts += ["<h2>Selection make-up</h2><p>Share of each pool domain in each method's selection, mean over "
+                  "seeds.</p>", frame.to_html(float_format=lambda x: f"{x:.2f}")]
+    timings = verdict.get("timings") or []
+    if timings:
+        frame = pd.DataFrame([{k: v for k, v in t.items() if k != "steps"} for t in timings])
+        parts += ["<h2>Time per stage</h2><p>CPU seconds of the notebook's process (all threads) and wall "
+                  "seconds; load averages are in each folder's timings.json.</p>",
+                  frame.to_html(index=False, float_format=lambda x: f"{x:.1f}")]
+    return parts
+
+
 def write_index(run_root: Path, *, title: str, description: str, points: Sequence[Point],
                 results: dict[str, PointResult], comparison: pd.DataFrame, figures: Sequence[Path],
                 problems: Sequence[str], record: dict[str, Any]) -> Path:
-    """Write ``<run>/index.html``: comparison table, figures, every point with links, failures, provenance."""
+    """Write ``<run>/index.html``: comparison table, figures, every point with links, failures, provenance.
+
+    When a point wrote :data:`VERDICT_FILE` (the testbed's comparison), the page opens with its verdict
+    sentences and headline figure, then the paired-difference tables, the selection make-up and the stage
+    times; the generic tables follow as details.
+    """
     esc = html.escape
 
     def link(path: Path, text: str) -> str:
@@ -109,8 +210,16 @@ def write_index(run_root: Path, *, title: str, description: str, points: Sequenc
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
         "font-size:90%;text-align:left}.failed{color:#b00}.blocked{color:#a60}.done,.skipped{color:#070}"
         "img{max-width:560px;margin:4px;border:1px solid #eee}pre{background:#f6f6f6;padding:8px;"
-        "overflow:auto}</style></head><body>",
+        "overflow:auto}.verdict p{font-size:115%;line-height:1.45;margin:.5em 0}"
+        ".note{color:#555;font-size:95%!important}"
+        "figure.headline img{max-width:100%;border:none}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
+    ]
+    verdict_dir = find_verdict(points, results)
+    if verdict_dir is not None:
+        parts += testbed_section(verdict_dir, run_root)
+        parts.append("<h2>Details</h2>")
+    parts += [
         f"<p>{esc(description)}</p>" if description else "",
         "<p>" + ", ".join(f"{n} {esc(s)}" for s, n in sorted(counts.items())) +
         f" of {len(points)} points. Results: {link(run_root / 'results.csv', 'results.csv')} "
