@@ -274,11 +274,7 @@ def test_select_paper_preset_sets_the_encoder_and_is_recorded(files: tuple[Path,
 
 @pytest.mark.slow
 def test_select_paper_preset_reaches_the_solver(files: tuple[Path, Path], tmp_path: Path) -> None:
-    """NEEDS THE SOLVER BRANCH: gotd.ot accepting preset="paper" (eps 0.1 absolute)."""
-    from gotd.stages._registry import solver_accepts
-
-    if not solver_accepts("preset"):
-        pytest.skip("gotd.ot does not accept preset= yet (it lands with the solver's paper preset)")
+    """--preset paper reaches gotd.ot: eps 0.1 absolute, recorded in the sidecar."""
     pool, target = files
     out = tmp_path / "g.jsonl"
     assert run(["select", "--pool", pool, "--target", target, "--target-field", "review", "--budget", 5,

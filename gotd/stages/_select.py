@@ -29,7 +29,7 @@ import pandas as pd
 from gotd._io import check_output_is_not_input
 from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.selection import Selection, save_selection
-from gotd.stages._registry import accepts, count_exact_duplicates, selector_specs, solver_accepts
+from gotd.stages._registry import accepts, count_exact_duplicates, selector_specs
 
 __all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_stage", "selection_outputs"]
 
@@ -231,7 +231,7 @@ def select_stage(
                                             **extra))
         result.encoder_settings = encoder.settings()
     solver = {**preset_options(preset or None, "ot"), **dict(ot_options or {})}
-    if allow_unconverged and solver_accepts("allow_unconverged"):  # MERGE: always pass once the solver takes it
+    if allow_unconverged:
         solver["allow_unconverged"] = True
     inputs_record = {"pool": _name(pool), "target": _name(target), "pool_rows": len(pool_df),
                      "target_rows": len(target_df), **dict(record or {})}
