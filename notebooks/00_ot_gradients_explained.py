@@ -111,9 +111,10 @@ fig
 # %% [markdown]
 # ## 3. What each method selects
 #
-# Every method picks `budget` points. GOT-D takes the most negative gradients; `matching` the points
-# closest on average to their nearest targets; `knn` each target's nearest candidates in turn; `random`
-# a uniform sample. The titles give the share of the rare cluster in each selection.
+# Every method picks `budget` points. GOT-D takes the most negative gradients; `matching` gives every
+# target point its share of the budget from its closest candidates, so the selection is distributed like
+# the target (half and half here); `knn` each target's nearest candidates in turn; `random` a uniform
+# sample. The titles give the share of the rare cluster in each selection.
 
 # %%
 selections, records = {}, {}

@@ -116,9 +116,10 @@ def test_parameters_cell_is_plain_literals_with_run_dir_and_smoke(path: Path) ->
 def test_00_ot_gradients_explained(kernel_env: None, tmp_path: Path) -> None:
     run_dir = _execute("00_ot_gradients_explained", tmp_path)
     results = _results(run_dir, "00_ot_gradients_explained")
-    # The pool under-represents the rare cluster: GOT-D takes it, matching and random do not.
+    # The pool under-represents the rare cluster: GOT-D takes only it, matching takes the target's half and
+    # half, random the pool's 10%.
     assert _value(results, "gotd", "rare_share") == 1.0
-    assert _value(results, "matching", "rare_share") < 0.5 and _value(results, "random", "rare_share") < 0.5
+    assert 0.35 <= _value(results, "matching", "rare_share") <= 0.65 and _value(results, "random", "rare_share") < 0.3
     assert _value(results, "gotd", "ot_change_lam0.05") < _value(results, "matching", "ot_change_lam0.05") < 1.0
     sweep = results[results["metric"] == "rare_share_eps_sweep"]
     assert len(sweep) == 3 and sweep["eps_rel"].is_monotonic_increasing
