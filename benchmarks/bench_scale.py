@@ -258,6 +258,8 @@ def bench_embed(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 # 2. OT at N = 1e6
 # ---------------------------------------------------------------------------------------------------
 def solve_timed(pool: torch.Tensor, target: torch.Tensor, device: torch.device, **options: Any) -> dict[str, Any]:
+    # unconverged runs are measured on purpose (capped warm-ups) and recorded, not raised
+    options = {"allow_unconverged": True, **options}
     result, seconds = timed(lambda: sinkhorn(pool, target, device=device, **options), device)
     d = result.diagnostics
     return {"seconds": seconds, "solver_seconds": d["seconds"], "iterations": d["iterations"],
@@ -278,7 +280,7 @@ def bench_ot_1e6(args: argparse.Namespace, device: torch.device) -> dict[str, An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 3 iterations do not converge, by design
         _, warmup = timed(lambda: sinkhorn(pool, target, eps=PAPER_EPS, max_iter=3, device=device, tol=1e-30,
-                                           **options), device)
+                                           allow_unconverged=True, **options), device)
     runs = {}
     for label, eps in (("paper_eps_0.1", PAPER_EPS), (f"eps_rel_{DEFAULT_EPS_REL}", DEFAULT_EPS_REL * std)):
         with warnings.catch_warnings():
@@ -320,11 +322,12 @@ def bench_ot_1e7(args: argparse.Namespace, device: torch.device) -> dict[str, An
     pool, target = synthetic_embeddings(n, m, d, device, seed=args.seed)
     _, std = cost_moments(pool, target)
     eps = PAPER_EPS if args.eps == "paper" else DEFAULT_EPS_REL * std
-    options = {"path": "online", "max_iter": args.max_iter}
+    options = {"path": "online", "max_iter": args.max_iter, "allow_unconverged": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         # warm-up of the compiled steps at this eps on a slice
-        sinkhorn(pool[: max(2, n // 100)], target, eps=eps, max_iter=3, tol=1e-30, device=device, path="online")
+        sinkhorn(pool[: max(2, n // 100)], target, eps=eps, max_iter=3, tol=1e-30, device=device, path="online",
+                 allow_unconverged=True)
         (grads_sub, diag), sub_seconds = timed(lambda: ot_gradients_with_diagnostics(
             pool, target, eps=eps, subsample=args.subsample, seed=args.seed, device=device, **options), device)
         full = None

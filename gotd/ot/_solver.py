@@ -196,7 +196,7 @@ def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_re
                 raise GotdConvergenceError(
                     f"Sinkhorn diverged (marginal error {run['error']:.3g}) at eps={eps:.3g} (eps_rel={eps_rel:.3g}) "
                     f"with omega={omega} and again after a restart at omega=1.0; raise eps (e.g. eps_rel=0.1) "
-                    "or compute in float64 embeddings")
+                    "or check the embeddings for rows with extreme values")
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - started
