@@ -1,8 +1,11 @@
 """The ONNX Runtime backend: the encoder exported once to ONNX and run by ONNX Runtime's CPU kernels, in float32.
 
 On a CPU without bf16 instructions this is the faster float32 path: ``bench_embed.py --cpu-backends``
-measured 2.4x the torch float32 throughput of MiniLM with torch restricted to AVX2 (smallest cosine to
-torch float32 0.9999999, the same GOT-D top 1%). The graph is exported from the loaded torch weights at
+(``GOTD_CPU_BF16=0``, 2 threads, a shared 2-core machine at load average 8-14, best of 2 passes) measured
+2.41x the torch float32 throughput of MiniLM with torch restricted to AVX2 (``--emulate-avx2``; ONNX
+Runtime still picks its own kernels) and 2.67x with both at the machine's AVX-512, with smallest cosine
+to torch float32 0.9999999 and the same GOT-D top 1% (``benchmarks/results/embed_cpu_backends*.json``).
+Dynamic int8 quantisation was measured in the same runs and left out: 1.6-2.0x, but smallest cosine 0.93. The graph is exported from the loaded torch weights at
 load time (a few seconds) into a temporary file that ONNX Runtime reads into memory, so nothing is cached
 on disk besides the embeddings. Needs ``pip install 'gotd[onnx]'`` (``onnxruntime``).
 """
