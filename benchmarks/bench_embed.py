@@ -309,7 +309,8 @@ def compare_cpu_backends(pool: list[str], target: list[str], args: argparse.Name
               "threads": torch.get_num_threads(), "native_cpu_bf16": cpu_has_fast_bf16(),
               "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"), "load_average": load, "rows": rows,
               "provenance": provenance(device="cpu")}
-    path = write_json_atomic(args.out_dir / "embed_cpu_backends.json", record)
+    tag = "_avx2" if args.emulate_avx2 else ""
+    path = write_json_atomic(args.out_dir / f"embed_cpu_backends{tag}.json", record)
     print(f"wrote {path}")
     return 0
 

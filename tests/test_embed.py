@@ -455,3 +455,33 @@ def test_dtype_auto_is_the_automatic_choice(tiny_model_dir: Path, monkeypatch: p
     monkeypatch.setenv("GOTD_CPU_BF16", "1")
     assert _encoder(tiny_model_dir, dtype="auto").dtype == "bfloat16"
     assert _encoder(tiny_model_dir, device="auto").device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---- the ONNX Runtime backend (opt-in, CPU, float32) --------------------------------------------------
+def test_onnxruntime_backend_matches_torch_and_has_its_own_cache(tiny_model_dir: Path, texts, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    reference = _encoder(tiny_model_dir).encode(texts, progress=False)
+    encoder = _encoder(tiny_model_dir, backend="onnxruntime", dtype="auto")
+    assert encoder.dtype == "float32" and encoder.settings()["backend"] == "onnxruntime"
+    got = encoder.encode(texts, cache_dir=tmp_path, progress=False, shard_size=4)
+    assert got.dtype == np.float32 and got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, atol=1e-5, rtol=1e-5)
+    cosine = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.99999
+    key = encoder.cache_key(texts)
+    assert key != _encoder(tiny_model_dir).cache_key(texts)  # its numbers differ in the last digits
+    manifest = json.loads((tmp_path / key / "manifest.json").read_text())
+    assert manifest["settings"]["backend"] == "onnxruntime" and manifest["complete"]
+    padded = _encoder(tiny_model_dir, backend="onnxruntime", pooling="mean_with_padding", max_length=16)
+    np.testing.assert_allclose(padded.encode(texts, progress=False),
+                               _encoder(tiny_model_dir, pooling="mean_with_padding", max_length=16)
+                               .encode(texts, progress=False), atol=1e-5, rtol=1e-5)
+
+
+def test_onnxruntime_backend_rejects_what_it_cannot_do(tiny_model_dir: Path) -> None:
+    with pytest.raises(GotdInputError, match="backend='gpu' is not one of"):
+        _encoder(tiny_model_dir, backend="gpu")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(GotdInputError, match="computes in float32, not bfloat16"):
+        _encoder(tiny_model_dir, backend="onnxruntime", dtype="bfloat16")
+    assert _encoder(tiny_model_dir).settings()["backend"] == "torch"

@@ -28,7 +28,8 @@ by ``encode`` are then rounded the same way whether or not a cache is used, so a
 run agree exactly.
 
 Layout (private files, one job each): ``_loading`` (locating, loading and fingerprinting the model),
-``_dtypes`` (device and dtype names over :mod:`gotd.devices`), ``_pooling``, ``_batching`` (tokenising,
+``_dtypes`` (device and dtype names over :mod:`gotd.devices`), ``_onnx`` (the opt-in ONNX Runtime
+backend for CPUs without bf16), ``_pooling``, ``_batching`` (tokenising,
 length-sorted batches, background look-ahead), ``_cache`` (key, shards, manifest) and ``_encoder``
 (:class:`Encoder`).
 """
@@ -67,9 +68,11 @@ from gotd.embed._loading import (
     model_fingerprint,
     resolve_model_path,
 )
+from gotd.embed._onnx import BACKENDS
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
 
 __all__ = [
+    "BACKENDS",
     "CACHE_FORMAT",
     "DEFAULT_ALIASES",
     "DEFAULT_ENCODER",

@@ -41,6 +41,7 @@ from gotd.embed._loading import (
     model_fingerprint,
     resolve_model_path,
 )
+from gotd.embed._onnx import OnnxEncoderModel, check_backend
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
 from gotd.errors import GotdInputError
 
@@ -85,6 +86,11 @@ class Encoder(BlockPreparer):
         current one (each with its own copy of the tokenizer). 0 does it all in the calling thread. Default:
         1 on CUDA (the GPU then does not wait for the tokenizer), 0 on a CPU (where the model already uses
         every core). Does not change the numbers or the cache key.
+    backend : {"torch", "onnxruntime"}, default "torch"
+        What runs the encoder. ``"onnxruntime"`` (opt-in, CPU only, float32; ``pip install 'gotd[onnx]'``)
+        exports the loaded model to ONNX and runs it with ONNX Runtime: the faster float32 path on a CPU
+        without bf16 (see :mod:`gotd.embed._onnx` for the measured figures). Its numbers equal torch's up to
+        float32 rounding (cosine >= 0.999999); it enters the cache key, so its caches are its own.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class Encoder(BlockPreparer):
         dtype: str | torch.dtype | None = None,
         storage_dtype: str = "float32",
         tokenize_workers: int | None = None,
+        backend: str = "torch",
     ) -> None:
         if pooling not in POOLINGS:
             raise GotdInputError(f"pooling={pooling!r} is not one of {POOLINGS}; 'mean' is the default")
@@ -113,7 +120,10 @@ class Encoder(BlockPreparer):
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = resolve_device(device)
+        if backend == "onnxruntime" and (dtype is None or (isinstance(dtype, str) and dtype.strip().lower() == "auto")):
+            dtype = "float32"  # the automatic choice for the one dtype this backend computes in
         self.dtype = resolve_dtype(dtype, self.device)
+        self.backend = check_backend(backend, self.device, self.dtype)
         self.storage_dtype = check_storage_dtype(storage_dtype)
         self._auto_tokenize_workers = tokenize_workers is None
         if tokenize_workers is None:
@@ -131,7 +141,7 @@ class Encoder(BlockPreparer):
             )
         self.max_positions = max_positions
         self._tokenizer: Any = None
-        self._model: torch.nn.Module | None = None
+        self._model: Any = None  # a torch module, or OnnxEncoderModel for backend="onnxruntime"
         self.last_stats: dict[str, int] = {}
         # Futures of blocks being prepared in the background, keyed by the id of the block's text list.
         self._lookahead: dict[int, Future[Any]] = {}
@@ -159,6 +169,7 @@ class Encoder(BlockPreparer):
             "storage_dtype": self.storage_dtype,
             "device": self.device,
             "dim": self.dim,
+            "backend": self.backend,
         }
 
     def cache_key(self, texts: Sequence[str]) -> str:
@@ -169,7 +180,7 @@ class Encoder(BlockPreparer):
         return (
             f"Encoder(model={self.model!r}, pooling={self.pooling!r}, normalize={self.normalize}, "
             f"max_length={self.max_length}, dtype={self.dtype!r}, storage_dtype={self.storage_dtype!r}, "
-            f"device={self.device!r})"
+            f"device={self.device!r}, backend={self.backend!r})"
         )
 
     # ---- copies for other processes and devices ---------------------------------------------------
@@ -181,6 +192,7 @@ class Encoder(BlockPreparer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("backend", "torch")  # pickled before backends existed
         self.__dict__.update(state)
         self._worker_state = threading.local()
 
@@ -194,6 +206,7 @@ class Encoder(BlockPreparer):
         other = Encoder.__new__(type(self))
         other.__setstate__(clone)
         other.device = resolve_device(device)
+        check_backend(other.backend, other.device, other.dtype)
         if other._auto_tokenize_workers:
             other.tokenize_workers = 1 if other.device.startswith("cuda") else 0
         return other
@@ -206,9 +219,13 @@ class Encoder(BlockPreparer):
         return self._tokenizer
 
     @property
-    def torch_model(self) -> torch.nn.Module:
+    def torch_model(self) -> Any:
+        """The loaded encoder: a torch module, or its ONNX Runtime stand-in for ``backend="onnxruntime"``."""
         if self._model is None:
-            self._model = _loading._load_model(self.model_path, self.device, self.dtype)
+            model = _loading._load_model(self.model_path, self.device, self.dtype)
+            if self.backend == "onnxruntime":
+                model = OnnxEncoderModel(model, list(self.tokenizer.model_input_names))
+            self._model = model
         return self._model
 
     # ---- computing ------------------------------------------------------------------------------
