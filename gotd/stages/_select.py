@@ -236,7 +236,11 @@ def select_stage(
     inputs_record = {"pool": _name(pool), "target": _name(target), "pool_rows": len(pool_df),
                      "target_rows": len(target_df), **dict(record or {})}
     for method, spec in specs.items():
-        selection = _run_one(spec, result, budget, seed, progress, dict(options or {}), solver)
+        try:
+            selection = _run_one(spec, result, budget, seed, progress, dict(options or {}), solver)
+        except GotdConvergenceError as exc:  # the solver's own words, with the method and the front door's fix
+            raise GotdConvergenceError(f"method {method}: the OT solve did not converge: {exc}; no selection was "
+                                       "written (--allow-unconverged / allow_unconverged=True keeps one)") from exc
         converged = selection.diagnostics.get("converged")
         if converged is False:
             if not allow_unconverged:
