@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.style
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from gotd.errors import GotdInputError
 
 METHOD_COLOURS = {
     "gotd": "#d62728", "gotd_contrast": "#ff7f0e", "matching": "#1f77b4", "knn": "#2ca02c",
-    "dsir": "#9467bd", "random": "#7f7f7f", "(pool)": "#c7c7c7", "pool": "#c7c7c7", "target": "#000000",
+    "dsir": "#9467bd", "tsds": "#8c564b", "random": "#7f7f7f", "(pool)": "#c7c7c7", "pool": "#c7c7c7", "target": "#000000",
     "base": "#7f7f7f",
 }
 """A fixed colour per method; other names get colours from the tab10 cycle."""
@@ -36,10 +37,12 @@ def _styled() -> Iterator[None]:
 
 
 def colour(name: str, position: int = 0) -> str:
-    """The colour of a method name (tab10 by ``position`` for names without a fixed colour)."""
+    """The colour of a method name; names without a fixed colour take the tab10 colours no method has."""
     if name in METHOD_COLOURS:
         return METHOD_COLOURS[name]
-    return matplotlib.colormaps["tab10"](position % 10)
+    taken = {c.lower() for c in METHOD_COLOURS.values()}
+    free = [c for c in (matplotlib.colors.to_hex(matplotlib.colormaps["tab10"](i)) for i in range(10)) if c not in taken]
+    return free[position % len(free)]
 
 
 def _grid(n_panels: int, *, ncols: int = 3, size: tuple[float, float] = (4.0, 3.2)) -> tuple[Figure, list[Any]]:

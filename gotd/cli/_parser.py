@@ -5,7 +5,7 @@ import argparse
 import math
 
 EXAMPLES = """examples:
-  gotd run demo                      # the main job: select, pre-fine-tune, evaluate, report
+  gotd run demo                      # the main job: does GOT-D's selection help more than the baselines?
   gotd select --pool pool.jsonl --target task.jsonl --budget 1000 --out selected.jsonl
   gotd select --pool pool.parquet --target task.csv --target-field review --budget 500 \\
               --method dsir --out dsir.parquet
@@ -180,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "notebook, the failures and the versions. Config schema: notebooks/README.md.",
         epilog="examples:\n"
                "  gotd run --list                          the built-in configs\n"
-               "  gotd run demo                            the main job (~30 min on a 2-core CPU)\n"
+               "  gotd run demo                            the main job: the controlled testbed\n"
                "  gotd run demo --plan                     show the points and their parameters, run nothing\n"
-               "  gotd run demo --set grid.seed=[0,1,2]    three seeds instead of one\n"
+               "  gotd run demo --set grid.seed=[0]        one seed instead of three\n"
+               "  gotd run demo-smollm2                    the real-LM run (SmolLM2-135M, Rotten Tomatoes)\n"
                "  gotd run my_grid.yaml --fail-fast        your own config (schema: notebooks/README.md)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", nargs="?", help="a YAML run config, or a built-in name (see --list)")

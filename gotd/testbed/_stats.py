@@ -213,6 +213,6 @@ def summarise_levels(scores: dict[tuple, Scores], *, n_boot: int = 2000, seed: i
 
 
 def methods_in_order(methods: Sequence[str]) -> list[str]:
-    """GOT-D first, then the baselines in a fixed order, then anything else alphabetically."""
-    order = ["gotd", "matching", "knn", "dsir", "tsds", "random"]
-    return [m for m in order if m in methods] + sorted(m for m in methods if m not in order)
+    """GOT-D first, then the other methods in the order given, each once."""
+    unique = list(dict.fromkeys(methods))
+    return [m for m in unique if m == "gotd"] + [m for m in unique if m != "gotd"]

@@ -22,19 +22,10 @@ from gotd.testbed._scenarios import Scenario
 
 
 def method_inputs(method: str) -> str:
-    """What a selector takes: ``"embeddings"``, ``"texts"`` or ``"none"``.
+    """What a selector takes: ``"embeddings"``, ``"texts"`` or ``"none"`` (the registry's declaration)."""
+    from gotd.selectors import get_selector
 
-    Uses the selector registry's declaration (``gotd.selectors.get_selector(m).inputs``) where it exists and
-    falls back to the known methods otherwise.
-    """
-    from gotd import selectors
-
-    getter = getattr(selectors, "get_selector", None)
-    if getter is not None:
-        inputs = getattr(getter(method), "inputs", None)
-        if inputs:
-            return str(inputs)
-    return {"dsir": "texts", "random": "none"}.get(method, "embeddings")
+    return str(get_selector(method).inputs)
 
 
 def available(method: str) -> bool:
