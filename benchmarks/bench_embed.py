@@ -33,8 +33,6 @@ Writes ``benchmarks/results/embed_<device>.json`` with provenance.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import random
 import sys
@@ -52,6 +50,7 @@ import torch  # noqa: E402
 
 from gotd._io import provenance, write_json_atomic  # noqa: E402
 from gotd.embed import DEFAULT_ENCODER, Encoder, cpu_has_fast_bf16  # noqa: E402
+from gotd.toy import stdlib_paragraphs  # noqa: E402
 
 STDLIB_MODULES = (
     "abc argparse array ast asyncio base64 bisect bz2 calendar cmath codecs collections configparser "
@@ -66,22 +65,8 @@ STDLIB_MODULES = (
 
 
 def docstring_paragraphs(min_words: int = 12, max_words: int = 250) -> list[str]:
-    """Return the distinct prose paragraphs of stdlib docstrings, in a fixed order."""
-    seen: dict[str, None] = {}
-    for name in STDLIB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        members = sorted(vars(module).items())
-        objects = [module] + [obj for _, obj in members if inspect.isroutine(obj) or inspect.isclass(obj)]
-        for obj in objects:
-            doc = inspect.getdoc(obj) or ""
-            for paragraph in doc.split("\n\n"):
-                text = " ".join(paragraph.split())
-                if min_words <= len(text.split()) <= max_words and not text.startswith(">>>"):
-                    seen.setdefault(text, None)
-    return list(seen)
+    """Return the distinct prose paragraphs of :data:`STDLIB_MODULES`' docstrings, in a fixed order."""
+    return stdlib_paragraphs(STDLIB_MODULES, min_words=min_words, max_words=max_words)
 
 
 def benchmark_texts(n_texts: int, seed: int = 0) -> list[str]:

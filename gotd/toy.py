@@ -8,6 +8,9 @@ stand-ins for plumbing checks, not data to draw conclusions from.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,3 +212,27 @@ def toy_text_task(n_samples: int = 80, *, seed: int = 0, split_fractions: tuple[
         split[rows] = name
     return pd.DataFrame({"id": [f"toy-task/{i}" for i in range(n_samples)], "text": texts, "label": labels,
                          "split": split})
+
+
+def stdlib_paragraphs(modules: Sequence[str], *, min_words: int = 12, max_words: int = 250) -> list[str]:
+    """The distinct prose paragraphs of the docstrings of standard-library ``modules``, in a fixed order.
+
+    Real English text that ships with every Python, so tests and benchmarks have it without a download.
+    A paragraph is a blank-line-separated block of a module's, function's or class's docstring with its
+    whitespace collapsed; doctest blocks (starting ``>>>``) and paragraphs outside
+    ``[min_words, max_words]`` words are left out; modules that do not import are skipped.
+    """
+    seen: dict[str, None] = {}
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        members = sorted(vars(module).items())
+        objects = [module] + [obj for _, obj in members if inspect.isroutine(obj) or inspect.isclass(obj)]
+        for obj in objects:
+            for paragraph in (inspect.getdoc(obj) or "").split("\n\n"):
+                text = " ".join(paragraph.split())
+                if min_words <= len(text.split()) <= max_words and not text.startswith(">>>"):
+                    seen.setdefault(text, None)
+    return list(seen)

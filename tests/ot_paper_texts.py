@@ -5,8 +5,7 @@ paragraphs about files and I/O, the pool every other paragraph.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
+from gotd.toy import stdlib_paragraphs
 
 MODULES = ("argparse asyncio base64 bisect calendar collections concurrent.futures contextlib csv datetime "
            "decimal difflib email enum fractions functools glob gzip hashlib heapq hmac html http.client inspect "
@@ -19,21 +18,8 @@ TARGET_WORDS = ("file", "directory", "path")
 
 
 def docstring_paragraphs(min_words: int = 8, max_words: int = 250) -> list[str]:
-    """The distinct prose paragraphs of the modules' docstrings, in a fixed order."""
-    seen: dict[str, None] = {}
-    for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        members = sorted(vars(module).items())
-        objects = [module] + [obj for _, obj in members if inspect.isroutine(obj) or inspect.isclass(obj)]
-        for obj in objects:
-            for paragraph in (inspect.getdoc(obj) or "").split("\n\n"):
-                text = " ".join(paragraph.split())
-                if min_words <= len(text.split()) <= max_words and not text.startswith(">>>"):
-                    seen.setdefault(text, None)
-    return list(seen)
+    """The distinct prose paragraphs of :data:`MODULES`' docstrings, in a fixed order."""
+    return stdlib_paragraphs(MODULES, min_words=min_words, max_words=max_words)
 
 
 def paper_texts(max_target: int = 300) -> tuple[list[str], list[str]]:

@@ -21,13 +21,7 @@ from gotd.ot import (
     sinkhorn,
 )
 
-
-def clustered(n: int, m: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(6, d))
-    pool = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))
-    target = centres[rng.integers(0, 3, m)] + rng.normal(size=(m, d))
-    return pool, target
+from ot_problems import clustered
 
 
 def pot_potential(pool: np.ndarray, target: np.ndarray, eps: float) -> np.ndarray:

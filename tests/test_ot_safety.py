@@ -8,13 +8,7 @@ import torch
 from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.ot import cost_moments, cost_scale, ot_gradients, ot_gradients_with_diagnostics, sinkhorn
 
-
-def clustered(n: int, m: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(6, d))
-    pool = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))
-    target = centres[rng.integers(0, 3, m)] + rng.normal(size=(m, d))
-    return pool, target
+from ot_problems import clustered
 
 
 def gaussian_problem(seed: int) -> tuple[np.ndarray, np.ndarray]:

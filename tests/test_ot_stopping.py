@@ -7,19 +7,13 @@ import pytest
 
 from gotd.ot import ot_gradients, sinkhorn
 
+from ot_problems import clustered
+
 # Top 5% (30 of 600) of the problem below at the default settings, computed by the single-module solver
 # (gotd/ot.py before it became a package) on the stored and the online path alike.
 TOP30_BEFORE_THE_SPLIT = [5, 18, 51, 64, 92, 124, 126, 133, 136, 144, 148, 177, 195, 207, 216, 235, 248, 260,
                           265, 275, 331, 378, 394, 419, 454, 460, 500, 530, 535, 548]
 TOP3_BEFORE_THE_SPLIT = [260, 530, 207]
-
-
-def clustered(n: int, m: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(6, d))
-    pool = centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))
-    target = centres[rng.integers(0, 3, m)] + rng.normal(size=(m, d))
-    return pool, target
 
 
 def overlap(a: np.ndarray, b: np.ndarray, frac: float) -> float:
