@@ -42,6 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd.devices import resolve_device
 from gotd.embed import Encoder
 from gotd.embed._batching import check_texts as _check_texts
 from gotd.embed._cache import (
@@ -372,7 +373,7 @@ def score_shards(
         actors, gpus = _ray_workers(ray, manifest["n_shards"], num_actors, num_gpus_per_actor, num_cpus_per_actor)
         worker_device = device or ("cuda" if gpus > 0 else "cpu")
     else:
-        worker_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        worker_device = device or str(resolve_device(None))
     if gemm_dtype is None and worker_device.startswith("cuda") and not torch.cuda.is_available():
         gemm_dtype = "bfloat16"  # what resolve_gemm_dtype picks on a bf16-capable GPU the driver cannot see
     gemm_dtype = resolve_gemm_dtype(gemm_dtype, torch.device(worker_device))

@@ -128,8 +128,9 @@ def paired_pivot(paired: pd.DataFrame, *, split: str = "test", metric: str = "pe
         cell["seeds x texts"] = f"{r.n_seeds} x {r.n_texts}"
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["scenario", "budget", "method"])
-    order = ["gotd", "matching", "knn", "dsir", "tsds", "random"]
-    rank = {m: i for i, m in enumerate(order)}
+    from gotd.testbed._stats import methods_in_order
+
+    rank = {m: i for i, m in enumerate(methods_in_order(list(dict.fromkeys(sub["method"]))))}
     return frame.iloc[sorted(range(len(frame)), key=lambda i: (frame.index[i][0], frame.index[i][1],
                                                                rank.get(frame.index[i][2], 99)))]
 
