@@ -126,3 +126,4 @@ def test_demo_smollm2_chain_at_smoke_size_writes_paired_rows(kernel_env: None, t
     assert (paired["diff"] <= paired["hi"]).all() and (paired["lo"] < paired["hi"]).any()
     index = (root / "index.html").read_text()
     assert "class='verdict'" in index and "Paired differences: target perplexity" in index
+    assert "Paired differences: zero-shot accuracy" in index
