@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 03 · Evaluate the base model and every warmed-up model
 #
@@ -44,6 +31,7 @@ model_dirs: dict = {}  # method -> checkpoint folder of 02_prefinetune (its run 
 base_model: str = "smollm2-135m"  # the model before warm-up (registry name or folder); "" to leave it out
 budget: int = 0  # budget of the selections the models were trained on (recorded with the results)
 seed: int = 0  # seed of the example sample, the bootstrap, sampling and fine-tuning
+sample_seed: int = -1  # seed of the example sample alone; -1 for seed (one value over seeds pairs their texts)
 evaluations: list = ["zero-shot", "perplexity"]  # any of zero-shot, perplexity, finetune, toxicity
 eval_split: str = "test"  # split scored zero-shot
 scoring: str = "prompt"  # zero-shot: mean loss over the whole prompt (OpenICL, the paper) or "label" (label loss)
@@ -71,7 +59,7 @@ from gotd.notebook_io import RunDir
 
 NOTEBOOK = "03_evaluate"
 parameters = {k: v for k, v in dict(globals()).items() if k in (
-    "smoke", "target", "data_dir", "model_dirs", "base_model", "budget", "seed", "evaluations", "eval_split",
+    "smoke", "target", "data_dir", "model_dirs", "base_model", "budget", "seed", "sample_seed", "evaluations", "eval_split",
     "scoring", "ppl_split", "max_examples", "max_ppl_texts", "batch_size", "ppl_max_length", "n_bootstrap",
     "finetune_max_labels", "finetune_seeds", "finetune_epochs", "finetune_learning_rates", "toxicity_prompts",
     "toxicity_generations", "max_prompts", "device")}
@@ -79,7 +67,8 @@ run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
 base = experiments.SMOKE_MODEL if (smoke and base_model) else base_model
 models = experiments.models_to_evaluate(base, model_dirs)
 needs_task = bool(set(evaluations) - {"toxicity"})
-task = experiments.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=seed) if needs_task else None
+draw = seed if sample_seed < 0 else sample_seed  # seed of the examples (and of the toy task in smoke mode)
+task = experiments.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=draw) if needs_task else None
 model_label = base or "-"
 display(pd.Series({m: str(p) for m, p in models.items()}, name="model").to_frame())
 if task is not None:
@@ -93,6 +82,11 @@ if task is not None:
 # `gotd evaluate` runs too (`gotd.evaluate.evaluate_models`): the same metric names
 # (`zero_shot_accuracy`, `perplexity`, `finetune_accuracy_seed_mean`, ...) in the same columns, so a
 # `gotd evaluate` file joins this run's `results.csv` on task, method, model, seed and metric.
+#
+# The per-text scores behind the rows go into the run folder too: `per_text_nll.parquet` (summed NLL and
+# scored tokens of every perplexity text, per model) and `per_text_zero_shot.parquet` (0/1 correctness of
+# every zero-shot example, per model), each text with its position in the sample and a content hash.
+# Runs at several seeds that share `sample_seed` score the same texts, so `06_compare_real` can pair them.
 
 # %%
 toxicity = None
@@ -105,7 +99,8 @@ table = experiments.evaluate_models(models, task, evaluations=evaluations, eval_
                                     ppl_split=ppl_split, max_examples=max_examples, max_ppl_texts=max_ppl_texts,
                                     seed=seed, batch_size=batch_size, ppl_max_length=ppl_max_length,
                                     n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity,
-                                    model_label=model_label, budget=budget, notebook=NOTEBOOK, device=device or None)
+                                    model_label=model_label, budget=budget, notebook=NOTEBOOK, device=device or None,
+                                    sample_seed=draw, per_text_dir=run.path)
 experiments.add_evaluation_results(run, table, budget=budget, model_label=model_label)
 print(run.write_results())
 

@@ -36,6 +36,7 @@ from gotd.evaluate._suite import (
     BASE_METHOD,
     EVALUATIONS,
     METRICS,
+    PER_TEXT_FILES,
     EvalTask,
     describe_model,
     evaluate_models,
@@ -43,6 +44,7 @@ from gotd.evaluate._suite import (
     metric_names,
     seeded_subset,
     task_from_assets,
+    text_sha,
 )
 from gotd.evaluate._toxicity import generate_continuations, toxicity_eval
 from gotd.evaluate._zero_shot import DEFAULT_TEMPLATE, SCORINGS, zero_shot_classify, zero_shot_scores
@@ -68,6 +70,8 @@ __all__ = [
     "describe_model",
     "metric_names",
     "BASE_METHOD",
+    "PER_TEXT_FILES",
+    "text_sha",
     "EVALUATIONS",
     "METRICS",
     "DEFAULT_TEMPLATE",

@@ -139,10 +139,14 @@ def per_text_nll(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length
     model, tokenizer, _ = _model_and_tokenizer(model, tokenizer)
     sums, tokens, _ = _text_losses(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
                                    progress=progress)
+    return _per_text_frame(sums, tokens)
+
+
+def _per_text_frame(sums: np.ndarray, tokens: np.ndarray) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(tokens > 0, sums / np.maximum(tokens, 1), np.nan)
-    return pd.DataFrame({"text_index": np.arange(len(texts), dtype=np.int64), "nll_sum": sums.astype(np.float64),
-                         "n_tokens": tokens, "nll": mean})
+    return pd.DataFrame({"text_index": np.arange(len(sums), dtype=np.int64), "nll_sum": sums.astype(np.float64),
+                         "n_tokens": tokens.astype(np.int64), "nll": mean})
 
 
 def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 512, batch_size: int = 8,
@@ -174,6 +178,16 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: 
         Rows ``perplexity`` and ``nll`` (nats per token), ``n`` = number of texts, plus ``n_tokens``
         (scored tokens) and ``n_windows``.
     """
+    return perplexity_with_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
+                                 model_name=model_name, task=task, n_bootstrap=n_bootstrap, confidence=confidence,
+                                 seed=seed, progress=progress)[0]
+
+
+def perplexity_with_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 512,
+                          batch_size: int = 8, model_name: str | None = None, task: str = "texts",
+                          n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
+                          progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`perplexity`'s table and, from the same forward passes, :func:`per_text_nll`'s frame."""
     texts = _check_texts(texts, "texts")
     model, tokenizer, name = _model_and_tokenizer(model, tokenizer)
     per_text_nll, per_text_tokens, n_windows = _text_losses(model, tokenizer, texts, max_length=max_length,
@@ -190,7 +204,8 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: 
     low, high = bootstrap_ci(mean_nll, len(texts), n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     common = {"model": _model_name(model, model_name or name), "task": task, "seed": seed, "n": len(texts),
               "n_tokens": int(per_text_tokens.sum()), "n_windows": n_windows, "max_length": max_length}
-    return _table([
+    table = _table([
         {**common, "metric": "perplexity", "value": math.exp(nll), "ci_low": math.exp(low), "ci_high": math.exp(high)},
         {**common, "metric": "nll", "value": nll, "ci_low": low, "ci_high": high},
     ])
+    return table, _per_text_frame(per_text_nll, per_text_tokens)

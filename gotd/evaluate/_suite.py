@@ -6,6 +6,7 @@ names (:data:`METRICS`) and join on :data:`gotd.results.JOIN_KEYS`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gotd._io import atomic_path
 from gotd.errors import GotdInputError
 from gotd.evaluate._finetune import few_label_finetune
-from gotd.evaluate._perplexity import perplexity
+from gotd.evaluate._perplexity import perplexity_with_texts
 from gotd.evaluate._toxicity import toxicity_eval
-from gotd.evaluate._zero_shot import zero_shot_classify
+from gotd.evaluate._zero_shot import zero_shot_with_predictions
 from gotd.models import TRAIN_RECORD_NAME
 from gotd.results import result_table
 
@@ -42,6 +44,23 @@ METRICS: dict[str, tuple[str, ...]] = {
 
 BASE_METHOD = "base"
 """The ``method`` of the model before any warm-up."""
+
+PER_TEXT_FILES = {"perplexity": "per_text_nll.parquet", "zero-shot": "per_text_zero_shot.parquet"}
+"""Per-text scores :func:`evaluate_models` writes into ``per_text_dir``, by evaluation."""
+
+
+def text_sha(text: str) -> str:
+    """A short content hash of one text (16 hex digits of SHA-256): per-text files say which text they scored."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _write_per_text(folder: str | os.PathLike[str], frames: Mapping[str, list[pd.DataFrame]]) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for evaluation, parts in frames.items():
+        if parts:
+            with atomic_path(out / PER_TEXT_FILES[evaluation]) as tmp:
+                pd.concat(parts, ignore_index=True).to_parquet(tmp, index=False)
 
 
 
@@ -179,6 +198,8 @@ def evaluate_models(
     notebook: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    sample_seed: int | None = None,
+    per_text_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Score every model the same way on the same examples; one table in the schema of :mod:`gotd.results`.
 
@@ -208,6 +229,15 @@ def evaluate_models(
         up); default: each model's own name. The evaluated model is in ``checkpoint`` either way.
     budget, notebook : optional
         Written in the ``budget`` and ``notebook`` columns.
+    sample_seed : int, optional
+        Seed of the example samples (default ``seed``): runs at different seeds that share it score the
+        very same texts, so their per-text scores pair up.
+    per_text_dir : path, optional
+        When given, the per-text scores behind the rows are written there (:data:`PER_TEXT_FILES`), one row
+        per model and text with ``method``, ``split``, ``seed``, ``text_index`` (position in the sample),
+        ``text_sha`` (:func:`text_sha`): perplexity's ``nll_sum``, ``n_tokens``, ``nll``
+        (:func:`gotd.evaluate.per_text_nll`), zero-shot's ``label``, ``pred``, ``correct`` (0/1). They come
+        from the same forward passes as the table.
 
     Returns
     -------
@@ -218,13 +248,15 @@ def evaluate_models(
     from gotd.models import load_causal_lm_and_tokenizer
 
     _check_request(models, task, evaluations, toxicity)
+    draw = seed if sample_seed is None else sample_seed
     if "zero-shot" in evaluations:
         examples_all = task.split(eval_split)
-        examples = seeded_subset(examples_all, max_examples, seed)
+        examples = seeded_subset(examples_all, max_examples, draw)
     if "perplexity" in evaluations:
         ppl_all = task.split(ppl_split)
-        ppl_texts = seeded_subset(ppl_all, max_ppl_texts, seed)["text"].tolist()
+        ppl_texts = seeded_subset(ppl_all, max_ppl_texts, draw)["text"].tolist()
     tables = []
+    per_text: dict[str, list[pd.DataFrame]] = {"perplexity": [], "zero-shot": []}
     for method, model in models.items():
         given = model if isinstance(model, tuple) else (model, None)
         lm, tok, name = (load_causal_lm_and_tokenizer(*given, device=device)
@@ -234,15 +266,19 @@ def evaluate_models(
         for evaluation in evaluations:
             common = {"model_name": name, "n_bootstrap": n_bootstrap, "seed": seed, "progress": progress}
             if evaluation == "zero-shot":
-                table = zero_shot_classify(
+                table, rows = zero_shot_with_predictions(
                     lm, tok, examples["text"].tolist(), examples["label"].tolist(), label_names=list(task.labels),
                     verbalizers=task.verbalizers, template=task.prompt, scoring=scoring, batch_size=batch_size,
                     task=task.name, split=eval_split, **common)
                 table["n_total"] = len(examples_all)
+                per_text["zero-shot"].append(rows.assign(method=method, split=eval_split, seed=seed, text_sha=[
+                    text_sha(t) for t in examples["text"]]))
             elif evaluation == "perplexity":
-                table = perplexity(lm, tok, ppl_texts, max_length=ppl_max_length, batch_size=batch_size,
-                                   task=task.name, **common)
+                table, rows = perplexity_with_texts(lm, tok, ppl_texts, max_length=ppl_max_length,
+                                                    batch_size=batch_size, task=task.name, **common)
                 table["split"], table["n_total"] = ppl_split, len(ppl_all)
+                per_text["perplexity"].append(rows.assign(method=method, split=ppl_split, seed=seed, text_sha=[
+                    text_sha(t) for t in ppl_texts]))
             elif evaluation == "toxicity":
                 options = dict(toxicity)
                 prompts, scorer = options.pop("prompts"), options.pop("scorer")
@@ -265,6 +301,8 @@ def evaluate_models(
         tables.append(table)
     frame = pd.concat(tables, ignore_index=True, sort=False)
     frame["budget"], frame["notebook"] = budget, notebook
+    if per_text_dir is not None:
+        _write_per_text(per_text_dir, per_text)
     return result_table(frame)
 
 

@@ -156,6 +156,23 @@ def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels:
         Rows ``accuracy`` and ``macro_f1`` with ``ci_low``/``ci_high``, plus ``split``, ``scoring``,
         ``n_classes`` and ``majority_rate`` (accuracy of always predicting the most frequent gold label).
     """
+    return zero_shot_with_predictions(model, tokenizer, texts, labels, label_names=label_names,
+                                      verbalizers=verbalizers, template=template, scoring=scoring,
+                                      max_length=max_length, batch_size=batch_size, model_name=model_name, task=task,
+                                      split=split, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+                                      progress=progress)[0]
+
+
+def zero_shot_with_predictions(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[Any], *,
+                               label_names: Sequence[Any] | None = None,
+                               verbalizers: Mapping[Any, str] | Sequence[str] | None = None,
+                               template: str = DEFAULT_TEMPLATE, scoring: str = "prompt",
+                               max_length: int | None = None, batch_size: int = 8, model_name: str | None = None,
+                               task: str = "task", split: str = "test", n_bootstrap: int = 1000,
+                               confidence: float = 0.95, seed: int = 0,
+                               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`zero_shot_classify`'s table and one row per example: ``text_index``, ``label`` and ``pred``
+    (class indices in ``label_names`` order) and ``correct`` (1 if ``pred == label``, else 0)."""
     texts = _check_texts(texts, "texts")
     if len(labels) != len(texts):
         raise GotdInputError(f"{len(texts)} texts but {len(labels)} labels; give one label per text")
@@ -171,4 +188,6 @@ def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels:
     for row in rows:
         row.update(model=_model_name(model, model_name or name), task=task, split=split, scoring=scoring,
                    n_classes=len(label_names), majority_rate=majority)
-    return _table(rows)
+    per_example = pd.DataFrame({"text_index": np.arange(len(texts), dtype=np.int64), "label": y_true,
+                                "pred": y_pred.astype(np.int64), "correct": (y_pred == y_true).astype(np.int64)})
+    return _table(rows), per_example

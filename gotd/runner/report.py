@@ -168,6 +168,9 @@ def testbed_section(folder: Path, run_root: Path) -> list[str]:
             ("Paired differences: few-label classification accuracy", "test", "few_label_accuracy",
              "Accuracy of a logistic head on the LM's mean hidden state; positive minus GOT-D: the method is "
              "more accurate than GOT-D."),
+            ("Paired differences: zero-shot accuracy", "test", "zero_shot_accuracy",
+             "Zero-shot classification by the LM's loss of each label's prompt; positive minus GOT-D: the method "
+             "is more accurate than GOT-D."),
             ("What warming up costs: perplexity on held-out pool text", "pool_heldout", "perplexity",
              "Positive minus un-warmed: the model got worse on its pre-training distribution.")):
         table = paired_pivot(paired, split=split, metric=metric)
