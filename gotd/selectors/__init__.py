@@ -40,6 +40,7 @@ from gotd.selectors._registry import (
     SelectorSpec,
     available_methods,
     get_selector,
+    inputs_for,
     methods_taking,
     register_selector,
     run_selector,
@@ -48,7 +49,7 @@ from gotd.selectors._registry import (
 from gotd.selectors._tsds import select_tsds
 
 __all__ = [
-    "SELECTORS", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector",
+    "SELECTORS", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector", "inputs_for",
     "methods_taking", "nearest_neighbours", "register_selector", "run_selector", "select", "select_dsir",
     "select_gotd", "select_gotd_contrast", "select_knn", "select_matching", "select_random", "select_tsds",
 ]

@@ -91,6 +91,25 @@ def methods_taking(inputs: str) -> list[str]:
     return sorted(name for name, spec in _REGISTRY.items() if spec.inputs == inputs)
 
 
+def inputs_for(method: str, *, texts: tuple[Any, Any], embeddings: tuple[Any, Any] | None) -> tuple[Any, Any]:
+    """The (pool, target) pair ``method`` reads, picked by its declared input.
+
+    ``texts`` are the pool's and target's texts, ``embeddings`` their embeddings (``None`` when nothing was
+    embedded). A selector that reads nothing (``"none"``) gets the texts: it uses only the pool's length.
+
+    Raises
+    ------
+    GotdInputError
+        The method reads embeddings and none were given.
+    """
+    kind = get_selector(method).inputs
+    if kind != "embeddings":
+        return texts
+    if embeddings is None:
+        raise GotdInputError(f"method {method!r} reads embeddings; embed the pool and target first")
+    return embeddings
+
+
 def option_names(fn: Selector) -> tuple[set[str], bool]:
     """Keyword options a selector accepts, and whether it forwards more (``**options``) it checks itself."""
     names: set[str] = set()

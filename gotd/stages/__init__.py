@@ -6,7 +6,9 @@ Named like the stages of the run configs (``gotd/configs/*.yaml``). Today: ``sel
 stage). :data:`PARAMETER_CHECKS` maps a notebook to the stage's own parameter checks, which ``gotd run``
 applies to every point at plan time.
 """
-from gotd.stages._registry import INPUT_KINDS, available_methods, methods_taking, selector_specs
+from gotd.selectors import available_methods, methods_taking
+from gotd.selectors._validation import INPUT_KINDS
+from gotd.stages._registry import selector_specs
 from gotd.stages._select import SelectResult, check_select_parameters, encoder_for, select_stage, selection_outputs
 
 PARAMETER_CHECKS = {"01_select": check_select_parameters}

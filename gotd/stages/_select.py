@@ -29,7 +29,8 @@ import pandas as pd
 from gotd._io import check_output_is_not_input
 from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.selection import Selection, save_selection
-from gotd.stages._registry import accepts, count_exact_duplicates, selector_specs
+from gotd.data import count_exact_duplicates
+from gotd.stages._registry import accepts, selector_specs
 
 __all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_stage", "selection_outputs"]
 
@@ -260,18 +261,12 @@ def select_stage(
 def _run_one(spec: Any, result: SelectResult, budget: int, seed: int, progress: bool, options: dict[str, Any],
              solver: dict[str, Any]) -> Selection:
     """One method on the input the registry says it reads."""
-    from gotd.selectors import run_selector
+    from gotd.selectors import inputs_for, run_selector
 
-    pool_df, target_df = result.pool, result.target
-    if spec.inputs == "texts":
-        inputs: tuple[Any, Any] = (pool_df["text"].tolist(), target_df["text"].tolist())
-    elif spec.inputs == "none":
-        inputs = (np.zeros((len(pool_df), 1)), np.zeros((len(target_df), 1)))
-    else:
-        assert result.embeddings is not None
-        inputs = result.embeddings
+    texts = (result.pool["text"].tolist(), result.target["text"].tolist())
+    inputs = inputs_for(spec.name, texts=texts, embeddings=result.embeddings)
     kwargs = dict(options)
-    if spec.progress and accepts(spec.fn, "progress"):
+    if spec.progress:  # the registry checked that such a selector takes progress=
         kwargs.setdefault("progress", progress)
     if accepts(spec.fn, "eps_rel"):  # the OT-based selectors forward solver options
         kwargs = {**solver, **kwargs}

@@ -24,7 +24,7 @@ from gotd.testbed._stages import (StageClock, compare, flatten_dirs, prepare, sm
                                   warm_up)
 from gotd.testbed._stats import (Scores, level_interval, paired_difference, paired_table, scores_of,
                                  summarise_levels, verdict_sentences)
-from gotd.testbed._warmup import SeedResult, method_inputs, run_seed
+from gotd.testbed._warmup import SeedResult, run_seed
 
 __all__ = [
     "LMSize", "TrainRecipe", "load_lm", "mean_hidden_states", "new_model", "pack_blocks", "pretrain", "text_nll",
@@ -32,6 +32,6 @@ __all__ = [
     "build_scenario", "draw_by_document", "load_scenario", "partial_scenario", "save_scenario", "task_scenario",
     "StageClock", "compare", "flatten_dirs", "prepare", "smoke_settings", "warm_up", "Scores", "level_interval",
     "paired_difference", "paired_table",
-    "scores_of", "summarise_levels", "verdict_sentences", "SeedResult", "method_inputs", "run_seed",
+    "scores_of", "summarise_levels", "verdict_sentences", "SeedResult", "run_seed",
     "headline_figure", "makeup_table", "compare_real", "read_per_text",
 ]

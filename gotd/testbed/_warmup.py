@@ -21,13 +21,6 @@ from gotd.testbed import _lm, _probe
 from gotd.testbed._scenarios import Scenario
 
 
-def method_inputs(method: str) -> str:
-    """What a selector takes: ``"embeddings"``, ``"texts"`` or ``"none"`` (the registry's declaration)."""
-    from gotd.selectors import get_selector
-
-    return str(get_selector(method).inputs)
-
-
 def available(method: str) -> bool:
     """True when the installed kit has a selector of that name."""
     from gotd import selectors
@@ -87,7 +80,7 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
                                             "text_index": np.arange(len(base_probe["test_correct"]))}))
         rows.append({"method": "base", "budget": 0, "metric": "few_label_accuracy",
                      "value": base_probe["test_accuracy"], "C": base_probe["C"]})
-    from gotd.selectors import run_selector
+    from gotd.selectors import inputs_for, run_selector
 
     todo = [(m, b) for m in methods for b in budgets]
     bar = tqdm(todo, desc=f"{scenario.name} seed {seed}: select, warm up, score", disable=not progress)
@@ -95,9 +88,7 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
         if not available(method):
             skipped[method] = "not available in this install of gotd.selectors"
             continue
-        kind = method_inputs(method)
-        pool_in, target_in = ((texts, target_texts) if kind == "texts" else
-                              (pool_emb, target_emb) if kind == "embeddings" else (texts, None))
+        pool_in, target_in = inputs_for(method, texts=(texts, target_texts), embeddings=(pool_emb, target_emb))
         c0 = time.process_time()
         sel = run_selector(pool_in, target_in, int(budget), method=method, seed=seed)
         timings["select_cpu_s"] += time.process_time() - c0
