@@ -173,21 +173,14 @@ def text_nll(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, bl
     """Summed next-token NLL (nats) and number of predicted tokens of every text (nothing truncated).
 
     Each text gets ``<bos>`` in front and is scored in windows of ``block_size`` tokens that overlap by
-    one, so every token after ``<bos>`` is predicted exactly once (:func:`gotd.evaluate.token_nll`).
+    one, so every token after ``<bos>`` is predicted exactly once: :func:`gotd.evaluate.per_text_nll`, the
+    windows of :func:`gotd.evaluate.perplexity` (the testbed's vocabulary has no ``<|endoftext|>``, so the
+    document-start token there is ``<bos>``).
     """
-    from gotd.evaluate import token_nll
+    from gotd.evaluate import per_text_nll
 
-    windows, owner = [], []
-    for i, ids in enumerate(encode_texts(tokenizer, texts)):
-        parts = [ids] if len(ids) <= block_size else [ids[s:s + block_size]
-                                                      for s in range(0, len(ids) - 1, block_size - 1)]
-        windows.extend(p for p in parts if len(p) > 1)
-        owner.extend(i for p in parts if len(p) > 1)
-    nll, counts = token_nll(model, windows, batch_size=batch_size, pad_id=int(tokenizer.pad_token_id))
-    out_nll, out_n = np.zeros(len(texts)), np.zeros(len(texts), dtype=np.int64)
-    np.add.at(out_nll, np.asarray(owner), nll)
-    np.add.at(out_n, np.asarray(owner), counts.astype(np.int64))
-    return out_nll, out_n
+    frame = per_text_nll(model, tokenizer, texts, max_length=block_size, batch_size=batch_size, progress=False)
+    return frame["nll_sum"].to_numpy(), frame["n_tokens"].to_numpy()
 
 
 def mean_hidden_states(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, block_size: int,
