@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from gotd._io import atomic_path, write_json_atomic
 from gotd.errors import GotdInputError
 from gotd.evaluate import BASE_METHOD, PER_TEXT_FILES
 from gotd.testbed import _figures, _stats
+from gotd.testbed._stages import INTERVAL_NOTE, write_comparison
 
 METRICS = {"perplexity": ("perplexity", "nll_sum", "n_tokens"), "zero-shot": ("zero_shot_accuracy", "correct", None)}
 """Per evaluation: the metric name in ``paired.csv``, the per-text numerator and denominator columns."""
@@ -76,21 +76,14 @@ def compare_real(evaluate_dirs: Sequence[str | Path], out_dir: str | Path, *, n_
         sentences[evaluation] = _stats.verdict_sentences(pairs, split=str(table["split"].iloc[0]),
                                                          metric_name=name, lower_is_better=kind == "perplexity")
     paired_all, levels_all = pd.concat(paired, ignore_index=True), pd.concat(levels, ignore_index=True)
-    for stem, frame in (("paired", paired_all), ("levels", levels_all)):
-        with atomic_path(out / f"{stem}.csv") as tmp:
-            frame.to_csv(tmp, index=False)
     prim = paired_all[paired_all["metric"] == "perplexity"]
     fig = _figures.headline_figure(levels_all[levels_all["metric"] == "perplexity"], prim, split=split,
                                    metric_name="perplexity")
-    with atomic_path(out / "figures" / "headline.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
     record = {"sentences": sentences["perplexity"], "secondary_sentences": sentences["zero-shot"],
               "reading": "Numbers are GOT-D's advantage over the named method (for perplexity: the method's minus "
                          "GOT-D's, so positive = GOT-D lower; for accuracy: GOT-D's minus the method's), with the "
                          "95% interval in brackets.",
               "skipped_methods": {}, "pool_sizes": {}, "labels": {}, "seeds": sorted(seeds), "n_boot": n_boot,
-              "interval": "95% two-level bootstrap: seeds and test texts resampled with replacement, the same "
-                          "text draw for every seed and both methods (t-interval over seeds in t_lo/t_hi)",
-              "timings": []}
-    write_json_atomic(out / "verdict.json", record)
+              "interval": INTERVAL_NOTE, "timings": []}
+    write_comparison(out, paired_all, levels_all, fig, record)
     return record

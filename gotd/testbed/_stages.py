@@ -149,6 +149,24 @@ def _read_all(dirs: Sequence[str | Path], stem: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+INTERVAL_NOTE = ("95% two-level bootstrap: seeds and test texts resampled with replacement, the same text draw for "
+                 "every seed and both methods (t-interval over seeds in t_lo/t_hi)")
+"""How the intervals of a comparison were made (``verdict.json``'s ``interval``)."""
+
+
+def write_comparison(out: Path, paired: pd.DataFrame, levels: pd.DataFrame, figure: Any,
+                     record: dict[str, Any]) -> None:
+    """Write a comparison's files atomically: ``paired.csv``, ``levels.csv``, ``figures/headline.png`` and,
+    last (the report reads it as the sign of a finished comparison), ``verdict.json``."""
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "figures" / "headline.png") as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    for stem, frame in (("paired", paired), ("levels", levels)):
+        with atomic_path(out / f"{stem}.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+    write_json_atomic(out / "verdict.json", record)
+
+
 def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Path], out_dir: str | Path, *,
             n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Stage 3: paired statistics, verdict, figure, make-up; writes ``testbed/`` files into ``out_dir``.
@@ -186,8 +204,6 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
     with clock.step("figures"):
         fig = _figures.headline_figure(levels[levels["metric"] == "perplexity"], prim, pool_sizes=pool_sizes,
                                        labels=SHORT_LABELS, order=order)
-        with atomic_path(out / "figures" / "headline.png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
         makeup = _figures.makeup_table(_read_all(warmup_dirs, "makeup"))
         secondary = rare_share_sentences(makeup, preps, labels) + secondary
     skipped: dict[str, str] = {}
@@ -196,9 +212,6 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
         w = json.loads((Path(d) / "warmup.json").read_text(encoding="utf-8"))
         skipped.update(w["skipped"])
         seeds.add(w["seed"])
-    for stem, frame in (("paired", paired), ("levels", levels)):
-        with atomic_path(out / f"{stem}.csv") as tmp:
-            frame.to_csv(tmp, index=False)
     with atomic_path(out / "makeup.csv") as tmp:
         makeup.to_csv(tmp)
     record = {"sentences": sentences, "secondary_sentences": secondary,
@@ -206,10 +219,8 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
                          "GOT-D's, so positive = GOT-D lower), with the 95% interval in brackets.",
               "skipped_methods": skipped, "pool_sizes": pool_sizes, "labels": labels,
               "seeds": sorted(seeds), "n_boot": n_boot,
-              "interval": "95% two-level bootstrap: seeds and test texts resampled with replacement, the same "
-                          "text draw for every seed and both methods (t-interval over seeds in t_lo/t_hi)",
-              "timings": _collect_timings([*prepared_dirs, *warmup_dirs])}
-    write_json_atomic(out / "verdict.json", record)
+              "interval": INTERVAL_NOTE, "timings": _collect_timings([*prepared_dirs, *warmup_dirs])}
+    write_comparison(out, paired, levels, fig, record)
     clock.write(out, {"stage": "compare"})
     return record
 
