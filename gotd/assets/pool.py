@@ -131,8 +131,7 @@ def build_pool(
         source, the total, the exact duplicates among the rows (kept; a warning is logged when there are
         any) and the overlap per task found among documents and then among chunks.
     """
-    from gotd.data import chunk_documents
-    from gotd.data._dedup import report_exact_duplicates
+    from gotd.data import chunk_documents, report_exact_duplicates
 
     sources = list(sources) if sources is not None else default_names("pool")
     tasks = list(tasks) if tasks is not None else default_names("task")

@@ -9,7 +9,7 @@ and 0-based indices for in-memory inputs (what Python shows).
 
 Exact duplicates are kept unless :func:`deduplicate` is asked for, but never silently: :func:`read_texts`
 and :func:`chunk_documents` count the rows whose exact text appeared earlier
-(:func:`count_exact_duplicates`), store the count in ``df.attrs["exact_duplicates"]`` and log a warning
+(:func:`count_exact_duplicates`; :func:`report_exact_duplicates` counts and warns), store the count in ``df.attrs["exact_duplicates"]`` and log a warning
 when it is not zero.
 
 Layout (private files, one job each): ``_readers`` (sources to one table), ``_validate`` (fields, ids,
@@ -19,7 +19,7 @@ de-duplication), ``_writers`` (atomic writes).
 from __future__ import annotations
 
 from gotd.data._chunking import chunk_documents, pack_targets
-from gotd.data._dedup import count_exact_duplicates, deduplicate, texts_fingerprint
+from gotd.data._dedup import count_exact_duplicates, deduplicate, report_exact_duplicates, texts_fingerprint
 from gotd.data._readers import READABLE_SUFFIXES, read_texts
 from gotd.data._writers import WRITABLE_SUFFIXES, write_texts
 
@@ -31,6 +31,7 @@ __all__ = [
     "pack_targets",
     "deduplicate",
     "count_exact_duplicates",
+    "report_exact_duplicates",
     "write_texts",
     "texts_fingerprint",
 ]

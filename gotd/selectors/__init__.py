@@ -47,9 +47,10 @@ from gotd.selectors._registry import (
     select,
 )
 from gotd.selectors._tsds import select_tsds
+from gotd.selectors._validation import INPUT_KINDS
 
 __all__ = [
-    "SELECTORS", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector", "inputs_for",
+    "INPUT_KINDS", "SELECTORS", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector", "inputs_for",
     "methods_taking", "nearest_neighbours", "register_selector", "run_selector", "select", "select_dsir",
     "select_gotd", "select_gotd_contrast", "select_knn", "select_matching", "select_random", "select_tsds",
 ]
