@@ -347,7 +347,7 @@ def score_shards(
     pathlib.Path
         The scores folder.
     """
-    from gotd.ot import _as_weights, resolve_gemm_dtype
+    from gotd.ot import check_weights, resolve_gemm_dtype
 
     import torch
 
@@ -365,7 +365,7 @@ def score_shards(
     eps = float(eps)
     if not (eps > 0 and math.isfinite(eps)):
         raise GotdInputError(f"eps must be a finite number > 0 (the solve's eps, cost units), got {eps}")
-    b_np = None if b is None else _as_weights(b, target_np.shape[0], "b").numpy()
+    b_np = None if b is None else check_weights(b, target_np.shape[0], "b").numpy()
 
     ray = _require_ray() if executor == "ray" else None
     gpus = 0.0

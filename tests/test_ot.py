@@ -10,7 +10,6 @@ from scipy.stats import spearmanr
 from gotd import ot_gradients
 from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.ot import (
-    _as_matrix,
     c_transform_scores,
     calibrated_gradients,
     cost_moments,
@@ -21,6 +20,7 @@ from gotd.ot import (
     sinkhorn,
 )
 
+from gotd.ot._inputs import _as_matrix
 from ot_problems import clustered
 
 

@@ -28,7 +28,7 @@ divergence is restarted at omega = 1 or raised, and an unconverged solve raises
 Layout (a facade over private modules, like POT's ``ot/bregman/`` and ott-jax's geometry / problem /
 solver / potentials split):
 
-- ``_inputs``: checked matrices and weights;
+- ``_inputs``: checked matrices and weights (:func:`check_weights`, also used by :mod:`gotd.distributed`);
 - ``_scale``: exact cost moments, the eps scale statistic, outlier-row shares, :func:`resolve_eps`;
 - ``_backend``: device (via :mod:`gotd.devices`), GEMM precision, compile backend, memory budget;
 - ``_geometry``: the cost in row blocks (scaled products, stored or recomputed);
@@ -48,17 +48,14 @@ transport", 2017.
 from __future__ import annotations
 
 from gotd.ot._backend import (
-    _DTYPES,
     KERNEL_BUDGET_CAP_BYTES,
-    _pick_block_size,
     available_memory_bytes,
     default_device,
     default_kernel_budget,
     resolve_compile,
     resolve_gemm_dtype,
 )
-from gotd.ot._geometry import _BlockDots
-from gotd.ot._inputs import _as_matrix, _as_weights
+from gotd.ot._inputs import check_weights
 from gotd.ot._presets import SOLVER_PRESETS
 from gotd.ot._scale import (
     DEFAULT_EPS_REL,
@@ -83,6 +80,7 @@ __all__ = [
     "available_memory_bytes",
     "c_transform_scores",
     "calibrated_gradients",
+    "check_weights",
     "cost_moments",
     "cost_scale",
     "default_device",
@@ -94,5 +92,3 @@ __all__ = [
     "resolve_gemm_dtype",
     "sinkhorn",
 ]
-# Private names re-exported for the benchmarks and gotd.distributed, which build blocks themselves.
-_PRIVATE_REEXPORTS = (_BlockDots, _DTYPES, _as_matrix, _as_weights, _pick_block_size)

@@ -59,8 +59,28 @@ def _as_matrix(x: Any, name: str) -> torch.Tensor:
     return t
 
 
-def _as_weights(w: Any, n: int, name: str) -> torch.Tensor:
-    """Return probability weights of length n (uniform when ``w`` is None), normalised to sum 1."""
+def check_weights(w: Any, n: int, name: str) -> torch.Tensor:
+    """Probability weights of ``n`` points, as the solver reads them.
+
+    Parameters
+    ----------
+    w : array-like of shape (n,), torch tensor, or None
+        Positive, finite weights in any units; None means uniform.
+    n : int
+        The number of points (rows of the matrix the weights belong to).
+    name : str
+        The argument's name, for messages (``"a"``, ``"b"``).
+
+    Returns
+    -------
+    torch.Tensor, shape (n,), float64, on the CPU
+        :math:`w / \\sum_i w_i`, or :math:`1/n` everywhere when ``w`` is None.
+
+    Raises
+    ------
+    gotd.errors.GotdInputError
+        ``w`` has another length, or holds a weight that is not finite and > 0.
+    """
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=torch.float64)
     if isinstance(w, torch.Tensor):

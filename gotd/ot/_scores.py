@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from gotd.errors import GotdInputError
 from gotd.ot._backend import _DTYPES, _pick_block_size, resolve_compile, resolve_device, resolve_gemm_dtype
 from gotd.ot._geometry import _BlockDots
-from gotd.ot._inputs import _as_matrix, _as_weights, _check_dims, _positive_finite
+from gotd.ot._inputs import _as_matrix, _check_dims, _positive_finite, check_weights
 from gotd.ot._presets import resolve_preset
 from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale
 from gotd.ot._solver import _solve, sinkhorn
@@ -105,7 +105,7 @@ def c_transform_scores(
     dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=False,
                       compile_backend=backend)
     g = torch.as_tensor(g_np, dtype=torch.float32, device=dev)
-    log_b = _as_weights(b, y.shape[0], "b").log().to(dev, torch.float32)
+    log_b = check_weights(b, y.shape[0], "b").log().to(dev, torch.float32)
     shift = (g - dots.q) / eps + log_b
     # Kept on the device and copied once at the end: no host synchronisation per block.
     out = torch.empty(x.shape[0], dtype=torch.float32, device=dev)

@@ -27,7 +27,7 @@ from gotd.ot._backend import (
     resolve_gemm_dtype,
 )
 from gotd.ot._geometry import _BlockDots
-from gotd.ot._inputs import _as_matrix, _as_weights, _check_dims, _positive_finite
+from gotd.ot._inputs import _as_matrix, _check_dims, _positive_finite, check_weights
 from gotd.ot._kernel import _ScaledKernel
 from gotd.ot._presets import resolve_preset
 from gotd.ot._scale import DEFAULT_EPS_SCALE, ROW_SHARE_WARNING, cost_scale, resolve_eps
@@ -166,8 +166,8 @@ def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_re
         warnings.warn(f"one {side} row accounts for {share:.0%} of the variance of the cost, so eps = eps_rel x std(C) "
                       f"is set by that outlier (eps={eps:.3g}); check that row, or pass eps_scale='median' or an "
                       "absolute eps", RuntimeWarning, stacklevel=3)
-    log_a = _as_weights(a, n, "a").log().to(dev, torch.float32)
-    log_b = _as_weights(b, m, "b").log().to(dev, torch.float32)
+    log_a = check_weights(a, n, "a").log().to(dev, torch.float32)
+    log_b = check_weights(b, m, "b").log().to(dev, torch.float32)
     bsize = _pick_block_size(n, m, dev, block_size)
     # The stored path keeps the scaled products and the stabilised kernel: 8 bytes per entry.
     if kernel_budget_bytes is None:
