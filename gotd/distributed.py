@@ -12,7 +12,7 @@ eps). So they run unchanged on one process or on a cluster, and both executors w
   units) of the rows of embedding shard ``k``.
 
 A shard file is written atomically by the worker that computed it; its manifest entry (file, rows, SHA-256)
-is the completion marker, added by the driver as results stream in, so an interrupted run resumes with the
+is the completion marker (both layouts are :mod:`gotd.shards`'s), added by the driver as results stream in, so an interrupted run resumes with the
 shards whose entry is present and whose bytes still match. With Ray Data, workers are actors (the model or
 the target loads once per actor) with ``num_gpus`` per actor when the cluster has GPUs and CPU actors
 otherwise; a worker process that dies is restarted and its shard recomputed (Ray Data's actor fault
@@ -33,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,19 +40,18 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd import shards
+from gotd._io import provenance
 from gotd.devices import resolve_device
-from gotd.embed import Encoder
-from gotd.embed._batching import check_texts as _check_texts
-from gotd.embed._cache import (
-    MANIFEST_NAME,
-    _load_shard,
-    _read_manifest,
-    _save_shard,
+from gotd.embed import (
+    Encoder,
     check_shard_size,
+    load_cache_shard,
+    load_cached_embeddings,
+    read_cache_manifest,
     shard_entry,
-    update_manifest,
 )
+from gotd.embed._batching import check_texts as _check_texts
 from gotd.errors import GotdError, GotdInputError
 
 SCORES_FORMAT = 1
@@ -98,38 +96,9 @@ def _quiet_data_context(ray: Any, progress: bool) -> None:
     context.verbose_stats_logs = False
 
 
-def _shard_intact(folder: Path, entry: dict[str, Any]) -> bool:
-    """Whether a recorded shard's file is still there with the bytes its marker names."""
-    path = folder / entry["file"]
-    try:
-        return file_sha256(path) == entry["sha256"]
-    except OSError:
-        return False
-
-
-def _finished(folder: Path, manifest: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """The manifest's shard entries whose files are intact (a damaged one is dropped with a warning)."""
-    done = {}
-    for entry in manifest["shards"]:
-        if _shard_intact(folder, entry):
-            done[entry["index"]] = entry
-        else:
-            warnings.warn(f"shard {folder / entry['file']} is missing or differs from its manifest entry; "
-                          "recomputing it", stacklevel=3)
-    return done
-
-
 # --------------------------------------------------------------------------------------------------
 # Embedding
 # --------------------------------------------------------------------------------------------------
-def _embed_one_shard(encoder: Encoder, folder: Path, index: int, start: int, texts: list[str]) -> dict[str, Any]:
-    """Encode one shard, write it atomically, return its manifest entry (the same on every executor)."""
-    with encoder._progress_bar(len(texts), False) as bar:
-        array, n_truncated = encoder._encode_block(texts, bar)
-    sha256 = _save_shard(folder, index, array, encoder.storage_dtype)
-    return shard_entry(index, start, start + len(texts), sha256, n_truncated)
-
-
 class _EmbedShardsActor:
     """Ray Data map: one :class:`Encoder` per actor (the model loads once), one shard per row."""
 
@@ -139,7 +108,7 @@ class _EmbedShardsActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = [
-            _embed_one_shard(self.encoder, self.folder, int(index), int(start), [str(t) for t in texts])
+            self.encoder.encode_shard(self.folder, int(index), int(start), [str(t) for t in texts])
             for index, start, texts in zip(batch["index"], batch["start"], batch["texts"])
         ]
         return _entries_to_columns(entries)
@@ -202,7 +171,7 @@ def embed_shards(
     ray = _require_ray()
     folder, manifest = encoder.open_cache_entry(texts, Path(cache_dir), shard_size)
     shard_size = manifest["shard_size"]
-    done = _finished(folder, manifest)
+    done = shards.intact_shards(folder, manifest)
     missing = [i for i in range(manifest["n_shards"]) if i not in done]
     if missing:
         actors, gpus = _ray_workers(ray, len(missing), num_actors, num_gpus_per_actor, num_cpus_per_actor)
@@ -219,25 +188,19 @@ def embed_shards(
         for row in results.iter_rows():
             entry = _entry_from_row(row, shard_entry)
             done[entry["index"]] = entry
-            update_manifest(folder, manifest, done)
-    update_manifest(folder, manifest, done)
+            shards.update_manifest(folder, manifest, done)
+    shards.update_manifest(folder, manifest, done)
     return folder
 
 
 def load_embeddings(folder: str | os.PathLike[str]) -> np.ndarray:
     """All embeddings of a complete cache entry folder as one float32 array (checksums checked)."""
     folder = Path(folder)
-    manifest = _read_manifest(folder)
-    if manifest is None or not manifest.get("complete"):
-        raise GotdInputError(f"{folder} holds no complete embedding cache; run embed_shards (it resumes) first")
-    storage = manifest.get("storage_dtype", "float32")
-    parts = []
-    for entry in manifest["shards"]:
-        array = _load_shard(folder, entry, manifest["dim"], storage)
-        if array is None:
-            raise GotdInputError(f"shard {entry['file']} in {folder} is damaged; run embed_shards again to recompute it")
-        parts.append(array)
-    return np.concatenate(parts) if parts else np.zeros((0, manifest["dim"]), dtype=np.float32)
+    embeddings = load_cached_embeddings(folder.parent, folder.name)
+    if embeddings is None:  # absent or incomplete; a damaged shard was named in a warning
+        raise GotdInputError(f"{folder} holds no complete, intact embedding cache; run embed_shards (it resumes "
+                             "and recomputes damaged shards) first")
+    return embeddings
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,7 +216,7 @@ def scores_entry(index: int, start: int, stop: int, sha256: str, n_truncated: in
     ``n_truncated`` is accepted, and ignored, so that scores rows share the embedding rows' format.
     """
     del n_truncated
-    return {"index": index, "file": _scores_name(index), "start": start, "stop": stop, "sha256": sha256}
+    return shards.shard_entry(index, _scores_name(index), start, stop, sha256)
 
 
 def _array_sha256(array: np.ndarray) -> str:
@@ -269,21 +232,18 @@ class _ShardScorer:
     def __init__(self, embeddings: str, out: str, target: np.ndarray, potential: np.ndarray, eps: float,
                  b: np.ndarray | None, options: dict[str, Any]) -> None:
         self.embeddings, self.out = Path(embeddings), Path(out)
-        self.manifest = _read_manifest(self.embeddings)
+        self.manifest = read_cache_manifest(self.embeddings)
         self.target, self.potential, self.eps, self.b, self.options = target, potential, eps, b, options
 
     def score(self, index: int) -> dict[str, Any]:
         from gotd.ot import c_transform_scores
 
         entry = next(e for e in self.manifest["shards"] if e["index"] == index)
-        pool = _load_shard(self.embeddings, entry, self.manifest["dim"], self.manifest.get("storage_dtype", "float32"))
+        pool = load_cache_shard(self.embeddings, entry, self.manifest)
         if pool is None:
             raise GotdInputError(f"embedding shard {entry['file']} in {self.embeddings} is damaged; embed again")
         scores = c_transform_scores(pool, self.target, self.potential, eps=self.eps, b=self.b, **self.options)
-        with atomic_path(self.out / _scores_name(index)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, scores.astype(np.float64), allow_pickle=False)
-            sha256 = file_sha256(tmp)
+        sha256 = shards.save_shard(self.out / _scores_name(index), scores.astype(np.float64))
         return scores_entry(index, entry["start"], entry["stop"], sha256)
 
 
@@ -353,7 +313,7 @@ def score_shards(
 
     _check_executor(executor)
     source = Path(embeddings)
-    manifest = _read_manifest(source)
+    manifest = read_cache_manifest(source)
     if manifest is None or not manifest.get("complete"):
         raise GotdInputError(f"{source} holds no complete embedding cache; embed the pool first (embed_shards)")
     target_np = np.ascontiguousarray(np.asarray(target, dtype=np.float32))
@@ -391,8 +351,8 @@ def score_shards(
             "eps": eps, "gemm_dtype": gemm_dtype, "m": int(target_np.shape[0]), "shards": [], "n_truncated": 0,
             "complete": False, "runs": [],
         }
-        write_json_atomic(folder / MANIFEST_NAME, scores_manifest)
-    done = _finished(folder, scores_manifest)
+        shards.write_manifest(folder, scores_manifest)
+    done = shards.intact_shards(folder, scores_manifest)
     missing = [e["index"] for e in manifest["shards"] if e["index"] not in done]
     options = {"block_size": block_size, "device": worker_device, "gemm_dtype": gemm_dtype, "progress": False}
     scorer_kwargs = {"embeddings": str(source), "out": str(folder), "target": target_np, "potential": potential,
@@ -402,7 +362,7 @@ def score_shards(
         scores_manifest["runs"].append({**provenance(device=worker_device), "executor": "local"})
         for index in tqdm(missing, desc="c-transform shards", unit="shard", disable=not progress):
             done[index] = scorer.score(index)
-            update_manifest(folder, scores_manifest, done)
+            shards.update_manifest(folder, scores_manifest, done)
     elif missing:
         _quiet_data_context(ray, progress)
         results = ray.data.from_items([{"index": i} for i in missing], override_num_blocks=len(missing)).map_batches(
@@ -414,23 +374,14 @@ def score_shards(
         for row in results.iter_rows():
             entry = _entry_from_row(row, scores_entry)
             done[entry["index"]] = entry
-            update_manifest(folder, scores_manifest, done)
-    update_manifest(folder, scores_manifest, done)
+            shards.update_manifest(folder, scores_manifest, done)
+    shards.update_manifest(folder, scores_manifest, done)
     return folder
 
 
 def _read_manifest_of_scores(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != SCORES_FORMAT or manifest.get("kind") != "c_transform_scores":
-            raise ValueError("not a scores manifest of this format")
-        return manifest
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"scores manifest {path} is unreadable ({exc}); recomputing", stacklevel=3)
-        return None
+    return shards.read_manifest(folder, format=SCORES_FORMAT, kind="c_transform_scores", label="scores",
+                                stacklevel=4)
 
 
 def load_scores(folder: str | os.PathLike[str]) -> np.ndarray:
@@ -441,9 +392,11 @@ def load_scores(folder: str | os.PathLike[str]) -> np.ndarray:
         raise GotdInputError(f"{folder} holds no complete scores; run score_shards (it resumes) first")
     parts = []
     for entry in manifest["shards"]:
-        if not _shard_intact(folder, entry):
-            raise GotdInputError(f"{folder / entry['file']} differs from its manifest entry; run score_shards again")
-        parts.append(np.load(folder / entry["file"], allow_pickle=False))
+        try:
+            parts.append(shards.load_shard(folder, entry, shape=(entry["stop"] - entry["start"],)))
+        except shards.DamagedShard as exc:
+            raise GotdInputError(f"{folder / entry['file']} differs from its manifest entry ({exc}); run "
+                                 "score_shards again") from None
     return np.concatenate(parts) if parts else np.zeros(0)
 
 

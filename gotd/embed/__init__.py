@@ -19,7 +19,9 @@ Shard ``k`` holds the embeddings of texts ``[k * shard_size, (k + 1) * shard_siz
 is a SHA-256 over the texts and the settings that change the numbers (model weights, pooling, normalize,
 max_length, dtype; the storage dtype when it is not float32; the backend when it is not plain torch), not
 the device or the shard size. Shards are written atomically and the manifest is rewritten after each one,
-so an interrupted run resumes where it stopped and a complete cache loads without the model.
+so an interrupted run resumes where it stopped and a complete cache loads without the model. The manifest
+and shard files are those of :mod:`gotd.shards` (one implementation with the c-transform scores);
+:func:`read_cache_manifest` and :func:`load_cache_shard` read an entry shard by shard.
 
 Shards are float32 by default. ``storage_dtype="bfloat16"`` halves the disk and I/O: a bf16 shard is
 stored as the ``uint16`` bit pattern of each bf16 value (numpy has no bf16 type), ``"float16"`` as plain
@@ -39,15 +41,16 @@ from gotd.data import texts_fingerprint
 from gotd.embed._cache import (
     CACHE_FORMAT,
     KEY_SETTINGS,
-    MANIFEST_NAME,
+    check_shard_size,
     default_shard_size,
     embedding_cache_key,
     from_storage,
+    load_cache_shard,
     load_cached_embeddings,
+    read_cache_manifest,
     round_to_storage,
     shard_entry,
     to_storage,
-    update_manifest,
 )
 from gotd.embed._dtypes import (
     DTYPES,
@@ -70,6 +73,7 @@ from gotd.embed._loading import (
 )
 from gotd.embed._onnx import BACKENDS
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
+from gotd.shards import MANIFEST_NAME, update_manifest
 
 __all__ = [
     "BACKENDS",
@@ -85,16 +89,19 @@ __all__ = [
     "MANIFEST_NAME",
     "POOLINGS",
     "STORAGE_DTYPES",
+    "check_shard_size",
     "cpu_has_fast_bf16",
     "default_model_dir",
     "default_shard_size",
     "embed_texts",
     "embedding_cache_key",
     "from_storage",
+    "load_cache_shard",
     "load_cached_embeddings",
     "load_config",
     "model_fingerprint",
     "pool_hidden_states",
+    "read_cache_manifest",
     "resolve_device",
     "resolve_dtype",
     "resolve_model_path",

@@ -4,7 +4,8 @@ Layout: ``<cache_dir>/<key>/manifest.json`` plus ``shard-00000.npy``, ``shard-00
 holds the embeddings of texts ``[k * shard_size, (k + 1) * shard_size)`` in input order; the manifest
 records the shard size, so an entry written with any shard size (10,000 rows before the size became
 automatic) is read and resumed with its own. A shard's manifest entry (file, rows, SHA-256) is its
-completion marker.
+completion marker; the manifest and shard files are read and written by :mod:`gotd.shards`, the one
+implementation the c-transform scores of :mod:`gotd.distributed` use too.
 """
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gotd._io import atomic_path, file_sha256, write_json_atomic
+from gotd import shards
 from gotd.embed._dtypes import STORAGE_DTYPES
 from gotd.errors import GotdInputError
 
 CACHE_FORMAT = 1
-MANIFEST_NAME = "manifest.json"
 KEY_SETTINGS = ("model_fingerprint", "pooling", "normalize", "max_length", "dtype")
 
 MIN_SHARD_SIZE = 1024
@@ -75,18 +75,9 @@ def _shard_name(index: int) -> str:
     return f"shard-{index:05d}.npy"
 
 
-def _read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        if manifest.get("format") != CACHE_FORMAT:
-            raise ValueError(f"format {manifest.get('format')!r} != {CACHE_FORMAT}")
-        return manifest
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"embedding cache manifest {path} is unreadable ({exc}); recomputing", stacklevel=3)
-        return None
+def read_cache_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest of an embedding cache entry folder, or None (with a warning when it is unusable)."""
+    return shards.read_manifest(Path(folder), format=CACHE_FORMAT, label="embedding cache", stacklevel=4)
 
 
 def to_storage(array: np.ndarray, storage_dtype: str) -> np.ndarray:
@@ -120,29 +111,23 @@ def round_to_storage(array: np.ndarray, storage_dtype: str) -> np.ndarray:
     return from_storage(to_storage(array, storage_dtype), storage_dtype)
 
 
-def _load_shard(folder: Path, entry: dict[str, Any], dim: int, storage_dtype: str = "float32") -> np.ndarray | None:
-    """Load one shard as float32 and check it against its manifest entry; None (with a warning) when bad."""
-    path = folder / entry["file"]
-    expected = (entry["stop"] - entry["start"], dim)
-    expected_dtype = np.dtype(STORAGE_DTYPES[storage_dtype])
+def load_cache_shard(folder: str | os.PathLike[str], entry: dict[str, Any], manifest: dict[str, Any]) -> np.ndarray | None:
+    """One shard of a cache entry as float32, checked against its manifest entry; None (with a warning)
+    when it is missing or damaged."""
+    path = Path(folder) / entry["file"]
+    storage_dtype = manifest.get("storage_dtype", "float32")
     try:
-        if file_sha256(path) != entry["sha256"]:
-            raise ValueError("checksum differs from the manifest")
-        array = np.load(path, allow_pickle=False)
-        if array.shape != expected or array.dtype != expected_dtype:
-            raise ValueError(f"shape {array.shape} {array.dtype}, expected {expected} {expected_dtype}")
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"embedding cache shard {path} is unusable ({exc}); recomputing it", stacklevel=4)
+        array = shards.load_shard(Path(folder), entry, shape=(entry["stop"] - entry["start"], manifest["dim"]),
+                                  dtype=STORAGE_DTYPES[storage_dtype])
+    except shards.DamagedShard as exc:
+        warnings.warn(f"embedding cache shard {path} is unusable ({exc}); recomputing it", stacklevel=3)
         return None
     return from_storage(array, storage_dtype)
 
 
-def _save_shard(folder: Path, index: int, array: np.ndarray, storage_dtype: str = "float32") -> str:
-    """Write a shard atomically in ``storage_dtype``; return the SHA-256 of its bytes."""
-    with atomic_path(folder / _shard_name(index)) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, to_storage(array, storage_dtype), allow_pickle=False)
-        return file_sha256(tmp)
+def save_cache_shard(folder: Path, index: int, array: np.ndarray, storage_dtype: str = "float32") -> str:
+    """Write shard ``index`` of a cache entry atomically in ``storage_dtype``; return the SHA-256 of its bytes."""
+    return shards.save_shard(Path(folder) / _shard_name(index), to_storage(array, storage_dtype))
 
 
 def load_cached_embeddings(cache_dir: str | os.PathLike[str], key: str) -> np.ndarray | None:
@@ -152,13 +137,12 @@ def load_cached_embeddings(cache_dir: str | os.PathLike[str], key: str) -> np.nd
     checksum and shape.
     """
     folder = Path(cache_dir) / key
-    manifest = _read_manifest(folder)
+    manifest = read_cache_manifest(folder)
     if manifest is None or not manifest.get("complete"):
         return None
     parts = []
-    storage_dtype = manifest.get("storage_dtype", "float32")
     for entry in manifest["shards"]:
-        array = _load_shard(folder, entry, manifest["dim"], storage_dtype)
+        array = load_cache_shard(folder, entry, manifest)
         if array is None:
             return None
         parts.append(array)
@@ -188,14 +172,5 @@ def new_manifest(key: str, texts_sha256: str, n: int, dim: int, shard_size: int,
 
 
 def shard_entry(index: int, start: int, stop: int, sha256: str, n_truncated: int) -> dict[str, Any]:
-    """The manifest record of a written shard (its completion marker)."""
-    return {"index": index, "file": _shard_name(index), "start": start, "stop": stop, "sha256": sha256,
-            "n_truncated": n_truncated}
-
-
-def update_manifest(folder: Path, manifest: dict[str, Any], done: dict[int, dict[str, Any]]) -> None:
-    """Record the finished shards ``done`` (index -> :func:`shard_entry`) and rewrite the manifest atomically."""
-    manifest["shards"] = [done[i] for i in sorted(done)]
-    manifest["n_truncated"] = sum(entry.get("n_truncated", 0) for entry in manifest["shards"])
-    manifest["complete"] = len(done) == manifest["n_shards"]
-    write_json_atomic(folder / MANIFEST_NAME, manifest)
+    """The manifest record of a written cache shard (its completion marker), with its truncated-text count."""
+    return shards.shard_entry(index, _shard_name(index), start, stop, sha256, n_truncated=n_truncated)

@@ -15,21 +15,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gotd._io import provenance, write_json_atomic
+from gotd._io import provenance
 from gotd.data import texts_fingerprint
 from gotd.embed import _loading
 from gotd.embed._batching import BlockPreparer, check_texts
 from gotd.embed._cache import (
-    MANIFEST_NAME,
-    _load_shard,
-    _read_manifest,
-    _save_shard,
     check_shard_size,
     embedding_cache_key,
+    load_cache_shard,
     new_manifest,
+    read_cache_manifest,
     round_to_storage,
+    save_cache_shard,
     shard_entry,
-    update_manifest,
 )
 from gotd.embed._dtypes import check_storage_dtype, resolve_device, resolve_dtype
 from gotd.embed._loading import (
@@ -44,6 +42,7 @@ from gotd.embed._loading import (
 from gotd.embed._onnx import OnnxEncoderModel, check_backend
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
 from gotd.errors import GotdInputError
+from gotd.shards import update_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -335,15 +334,27 @@ class Encoder(BlockPreparer):
         texts_sha256 = texts_fingerprint(texts)
         key = embedding_cache_key(texts_sha256, self.settings())
         folder = Path(cache_dir) / key
-        manifest = _read_manifest(folder)
+        manifest = read_cache_manifest(folder)
         if manifest is not None and (manifest.get("n") != len(texts) or manifest.get("dim") != self.dim):
             warnings.warn(f"embedding cache {folder} does not match these texts; recomputing it", stacklevel=3)
             manifest = None
         if manifest is None:
             manifest = new_manifest(key, texts_sha256, len(texts), self.dim, shard_size, self.storage_dtype,
                                     self.settings())
-            write_json_atomic(folder / MANIFEST_NAME, manifest)
+            write_manifest(folder, manifest)
         return folder, manifest
+
+    def encode_shard(self, folder: Path, index: int, start: int, texts: list[str]) -> dict[str, Any]:
+        """Encode shard ``index`` (``texts``, rows from ``start``) of the cache entry ``folder``, write it
+        atomically and return its manifest entry, which the caller records (:func:`gotd.shards.update_manifest`).
+
+        The per-shard map of :func:`gotd.distributed.embed_shards` on Ray; :meth:`encode` writes the same
+        files with the same entries.
+        """
+        with self._progress_bar(len(texts), False) as bar:
+            array, n_truncated = self._encode_block(texts, bar)
+        sha256 = save_cache_shard(folder, index, array, self.storage_dtype)
+        return shard_entry(index, start, start + len(texts), sha256, n_truncated)
 
     def _encode_cached(
         self, texts: list[str], cache_dir: Path, progress: bool, shard_size: int
@@ -362,7 +373,7 @@ class Encoder(BlockPreparer):
             for index in range(manifest["n_shards"]):
                 start, stop = index * shard_size, min((index + 1) * shard_size, len(texts))
                 entry = done.get(index)
-                cached = _load_shard(folder, entry, self.dim, self.storage_dtype) if entry is not None else None
+                cached = load_cache_shard(folder, entry, manifest) if entry is not None else None
                 if cached is None:
                     missing.append(index)
                     continue
@@ -374,8 +385,8 @@ class Encoder(BlockPreparer):
                 for index, block in zip(missing, ahead):
                     start, stop = index * shard_size, index * shard_size + len(block)
                     out[start:stop], count = self._encode_block(block, bar)
-                    done[index] = shard_entry(index, start, stop, _save_shard(folder, index, out[start:stop],
-                                                                              self.storage_dtype), count)
+                    done[index] = shard_entry(index, start, stop, save_cache_shard(folder, index, out[start:stop],
+                                                                                   self.storage_dtype), count)
                     if not run_recorded:
                         manifest["runs"].append(provenance(device=self.device))
                         run_recorded = True
