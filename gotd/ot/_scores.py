@@ -15,7 +15,7 @@ from gotd.ot._geometry import _BlockDots
 from gotd.ot._inputs import _as_matrix, _check_dims, _positive_finite, check_weights
 from gotd.ot._presets import resolve_preset
 from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale
-from gotd.ot._solver import _solve, sinkhorn
+from gotd.ot._solver import _solve, sinkhorn, solve_options
 from gotd.ot._step import row_potential
 
 CALIBRATIONS = ("lava", "paper")
@@ -164,10 +164,11 @@ def ot_gradients_with_diagnostics(
     preset = options.pop("preset", None)
     settings = resolve_preset(preset, {"eps": eps, **options})
     calibration = settings.pop("calibration", "lava")
+    solver_settings, a, b = solve_options(settings)
     x = _as_matrix(pool, "pool")
     y = _as_matrix(target, "target")
     if subsample is None:
-        result = _solve(x, y, preset=preset, calibration=calibration if preset else None, **settings)
+        result = _solve(x, y, solver_settings, a=a, b=b, preset=preset, calibration=calibration if preset else None)
         return calibrated_gradients(result.f, calibration), result.diagnostics
     n = x.shape[0]
     size = int(round(subsample * n)) if isinstance(subsample, float) and subsample <= 1.0 else int(subsample)
@@ -175,8 +176,8 @@ def ot_gradients_with_diagnostics(
         raise GotdInputError(f"subsample must give between 2 and {n} candidates (a count, or a fraction <= 1), got {subsample}")
     scale = cost_scale(x, y, settings.get("eps_scale", DEFAULT_EPS_SCALE))
     rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    result = _solve(x[torch.as_tensor(rows, device=x.device)], y, preset=preset, scale=scale,
-                    calibration=calibration if preset else None, **settings)
+    result = _solve(x[torch.as_tensor(rows, device=x.device)], y, solver_settings, a=a, b=b, preset=preset,
+                    scale=scale, calibration=calibration if preset else None)
     scoring = {k: settings[k] for k in _SCORING_OPTIONS if k in settings}
     started = time.perf_counter()
     f_all = c_transform_scores(x, y, result.g, eps=result.diagnostics["eps"], **scoring)

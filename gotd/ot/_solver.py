@@ -2,7 +2,11 @@
 
 The problem and its geometry live in :mod:`gotd.ot._geometry`, one iteration in :mod:`gotd.ot._step`
 (log domain) and :mod:`gotd.ot._kernel` (stored-kernel scalings); this module only drives them and
-decides when a solve is done, diverged or failed.
+decides when a solve is done, diverged or failed. Its seams follow ott-jax's ``Sinkhorn``: a state
+(:class:`SinkhornState`), one step (:meth:`SinkhornLoop.one_iteration`), the tests the driver reads
+(:meth:`~SinkhornLoop.converged`, :meth:`~SinkhornLoop.diverged`, :meth:`~SinkhornLoop.exhausted`), the
+driver (:func:`_run`), and apart from all of them the recovery policy (:func:`_run_with_restart`). The
+settings of a solve travel as one frozen :class:`SolverSettings`.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import inspect
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -67,33 +71,134 @@ class SinkhornResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-def _iterate(dots: _BlockDots, kernel: _ScaledKernel | None, log_a: torch.Tensor, log_b: torch.Tensor, eps: float,
-             *, omega: float, relax_first: bool, tol: float, max_iter: int, stop_marginal: str,
-             bar: Any, history: list[float]) -> dict[str, Any]:
-    """Iterate from zero potentials until the stopping rule holds, max_iter, or divergence.
+@dataclass(frozen=True)
+class SolverSettings:
+    """Every setting of one solve: :func:`sinkhorn`'s keywords less the problem's data (``pool``,
+    ``target``, ``a``, ``b``) and ``preset``, plus ``relax_first`` (set by presets only).
+
+    ``eps``, ``eps_rel``, ``eps_scale`` fix the regularisation; ``tol``, ``max_iter``, ``omega``,
+    ``stop_marginal``, ``relax_first`` and ``allow_unconverged`` the loop and its stopping rule;
+    ``block_size``, ``device``, ``gemm_dtype``, ``path``, ``kernel_budget_bytes``, ``compile`` and
+    ``progress`` where and how the cost is computed. Meanings and units as in :func:`sinkhorn`.
+    """
+
+    eps: float | None = None
+    eps_rel: float | None = None
+    eps_scale: str = DEFAULT_EPS_SCALE
+    tol: float = DEFAULT_TOL
+    max_iter: int = 10_000
+    omega: float = 1.5
+    stop_marginal: str = "target"
+    relax_first: bool = False
+    block_size: int | None = None
+    device: str | torch.device | None = None
+    gemm_dtype: str | None = None
+    path: str = "auto"
+    kernel_budget_bytes: int | None = None
+    compile: bool | str | None = None
+    progress: bool = False
+    allow_unconverged: bool = False
+
+    def checked(self) -> SolverSettings:
+        """These settings with ``tol`` as a float, or a GotdInputError naming the first bad one."""
+        if not (isinstance(self.omega, (int, float)) and 1.0 <= self.omega < 2.0):
+            raise GotdInputError(f"omega must be in [1, 2) for over-relaxed Sinkhorn to converge, got {self.omega}")
+        tol = _positive_finite(self.tol, "tol", "pass an L1 marginal error such as tol=1e-2")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise GotdInputError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if self.path not in ("auto", "stored", "online"):
+            raise GotdInputError(f"path must be 'auto', 'stored' or 'online', got {self.path!r}")
+        if self.stop_marginal not in STOP_MARGINALS:
+            raise GotdInputError(f"stop_marginal must be 'target' or 'pool', got {self.stop_marginal!r}")
+        return replace(self, tol=tol)
+
+
+@dataclass(frozen=True)
+class SinkhornState:
+    """The loop's state after ``iteration`` iterations (ott-jax's ``SinkhornState``).
+
+    Attributes
+    ----------
+    f, g : torch.Tensor
+        Potentials in cost units, float32; while ``scaling`` they lag behind the kernel's scalings
+        (:meth:`SinkhornLoop.potentials` folds those in).
+    iteration : int
+        Iterations done (0 at the start, from zero potentials).
+    scaling : bool
+        Whether the next iteration runs on the stored kernel's scalings (after two log-domain warm-up
+        iterations) rather than in the log domain.
+    target_error : float
+        L1 error of the target marginal measured after this iteration's f update.
+    error : float
+        The error the stopping rule reads: ``target_error``, or for ``stop_marginal="pool"`` the pool
+        marginal's L1 error of the previous iteration's potentials (inf before one is measured).
+    best : float
+        The lowest ``target_error`` of the iterations before this one (divergence is relative to it).
+    previous : tuple or None
+        ``(f, g, scalings or None)`` as they were before this iteration: what the pool rule returns, since
+        its error measures those potentials.
+    """
+
+    f: torch.Tensor
+    g: torch.Tensor
+    iteration: int = 0
+    scaling: bool = False
+    target_error: float = math.inf
+    error: float = math.inf
+    best: float = math.inf
+    previous: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """How one run of the loop ended: ``status`` is "converged", "max_iter" or "diverged"."""
+
+    status: str
+    iterations: int
+    error: float
+    f: torch.Tensor
+    g: torch.Tensor
+
+
+class SinkhornLoop:
+    """One run of over-relaxed Sinkhorn from zero potentials, split as ott-jax splits it: the step
+    (:meth:`one_iteration`) apart from the tests the driver reads (:meth:`converged`, :meth:`diverged`,
+    :meth:`exhausted`) and from the output (:meth:`outcome`).
 
     ``stop_marginal="target"`` stops on the target-marginal error measured after the f update (gotd's
     rule). ``"pool"`` stops on the pool-marginal error of the potentials after a full iteration (ott-jax's
-    rule: that error is computed in the next iteration's f update, so the solve returns the potentials
-    from before that update).
+    rule): that error is computed in the next iteration's f update, so the loop runs one measuring pass
+    past ``max_iter`` and the outcome is the potentials from before the last update.
     """
-    n, m = log_a.shape[0], log_b.shape[0]
-    f = torch.zeros(n, dtype=torch.float32, device=log_a.device)
-    g = torch.zeros(m, dtype=torch.float32, device=log_a.device)
-    scaling = False  # iterating on the stored kernel (after two log-domain warm-up iterations)
-    best, error, status, iterations = math.inf, math.inf, "max_iter", 0
-    for iterations in range(1, max_iter + 2 if stop_marginal == "pool" else max_iter + 1):
+
+    def __init__(self, dots: _BlockDots, kernel: _ScaledKernel | None, log_a: torch.Tensor, log_b: torch.Tensor,
+                 eps: float, settings: SolverSettings, *, omega: float, relax_first: bool) -> None:
+        self.dots, self.kernel, self.log_a, self.log_b, self.eps = dots, kernel, log_a, log_b, eps
+        self.tol, self.max_iter, self.omega, self.relax_first = settings.tol, settings.max_iter, omega, relax_first
+        self.pool_rule = settings.stop_marginal == "pool"
+
+    def init_state(self) -> SinkhornState:
+        """Zero potentials on the weights' device."""
+        n, m = self.log_a.shape[0], self.log_b.shape[0]
+        return SinkhornState(f=torch.zeros(n, dtype=torch.float32, device=self.log_a.device),
+                             g=torch.zeros(m, dtype=torch.float32, device=self.log_a.device))
+
+    def one_iteration(self, state: SinkhornState) -> SinkhornState:
+        """One over-relaxed iteration: on the stored kernel's scalings when they are live, else (and when a
+        scaling went non-finite) in the log domain. Updates the stored kernel as a side effect."""
+        iteration = state.iteration + 1
         # Relaxing away from the arbitrary zero start only slows the first step down.
-        step_omega = omega if (relax_first or iterations > 1) else 1.0
+        omega = self.omega if (self.relax_first or iteration > 1) else 1.0
+        f, g, scaling, kernel = state.f, state.g, state.scaling, self.kernel
         previous = (f, g, kernel.scalings() if scaling else None)
-        out = kernel.step(step_omega, pool_error=stop_marginal == "pool") if scaling else None
+        out = kernel.step(omega, pool_error=self.pool_rule) if scaling else None
         if out is None:
             if scaling:  # a scaling went non-finite: take this iteration in the log domain
                 f, g = kernel.potentials(f, g)
-            f, g, target_error, pool_error = log_domain_step(dots, f, g, log_a, log_b, eps, step_omega,
-                                                             stop_marginal == "pool")
+            f, g, target_error, pool_error = log_domain_step(self.dots, f, g, self.log_a, self.log_b, self.eps, omega,
+                                                             self.pool_rule)
             scaling = False
-            if kernel is not None and iterations >= 2:
+            if kernel is not None and iteration >= 2:
                 kernel.rebuild(f, g)
                 scaling = True
         else:
@@ -101,64 +206,104 @@ def _iterate(dots: _BlockDots, kernel: _ScaledKernel | None, log_a: torch.Tensor
             if kernel.needs_absorbing():
                 f, g = kernel.potentials(f, g)
                 kernel.rebuild(f, g)
-        if not math.isfinite(target_error) or target_error > DIVERGENCE_FACTOR * best:
-            return {"status": "diverged", "iterations": iterations, "error": target_error, "f": f, "g": g}
-        best = min(best, target_error)
-        if stop_marginal == "pool":
-            if iterations > 1:
-                error = pool_error  # the error of the previous iteration's potentials
-                history.append(error)
-            if iterations > 1 and error <= tol or iterations > max_iter:
-                # return the potentials this pass measured (the last pass only measured, at max_iter)
-                f, g, scalings = previous
-                if scalings is not None:
-                    f, g = f + eps * scalings[0], g + eps * scalings[1]
-                status = "converged" if error <= tol else "max_iter"
-                return {"status": status, "iterations": iterations - 1, "error": error, "f": f, "g": g}
+        if self.pool_rule:
+            error = pool_error if iteration > 1 else math.inf  # the first pass measures nothing yet
         else:
             error = target_error
-            history.append(error)
-            if error <= tol:
-                status = "converged"
-                break
+        return SinkhornState(f=f, g=g, iteration=iteration, scaling=scaling, target_error=target_error, error=error,
+                             best=min(state.best, state.target_error), previous=previous)
+
+    def measured(self, state: SinkhornState) -> bool:
+        """Whether ``state.error`` is a measurement (the pool rule's first pass has none)."""
+        return not self.pool_rule or state.iteration > 1
+
+    def converged(self, state: SinkhornState) -> bool:
+        return state.error <= self.tol
+
+    def diverged(self, state: SinkhornState) -> bool:
+        """A non-finite target error, or one ``DIVERGENCE_FACTOR`` times above the best before it."""
+        return not math.isfinite(state.target_error) or state.target_error > DIVERGENCE_FACTOR * state.best
+
+    def exhausted(self, state: SinkhornState) -> bool:
+        """``max_iter`` iterations done (for the pool rule, and the pass that measured the last one)."""
+        return state.iteration > self.max_iter if self.pool_rule else state.iteration >= self.max_iter
+
+    def potentials(self, state: SinkhornState) -> tuple[torch.Tensor, torch.Tensor]:
+        """The potentials the stopping rule measured, with the kernel's scalings folded in."""
+        if self.pool_rule:
+            f, g, scalings = state.previous
+            if scalings is not None:
+                f, g = f + self.eps * scalings[0], g + self.eps * scalings[1]
+            return f, g
+        return self.kernel.potentials(state.f, state.g) if state.scaling else (state.f, state.g)
+
+    def outcome(self, state: SinkhornState) -> LoopOutcome:
+        """The result of a run that converged or ran out of iterations at ``state``."""
+        f, g = self.potentials(state)
+        status = "converged" if self.converged(state) else "max_iter"
+        iterations = state.iteration - 1 if self.pool_rule else state.iteration
+        return LoopOutcome(status, iterations, state.error, f, g)
+
+
+def _run(loop: SinkhornLoop, bar: Any, history: list[float]) -> LoopOutcome:
+    """Iterate ``loop`` until it converges, diverges or runs out of iterations; append each measured
+    error to ``history``."""
+    state = loop.init_state()
+    while True:
+        state = loop.one_iteration(state)
+        if loop.diverged(state):
+            return LoopOutcome("diverged", state.iteration, state.target_error, state.f, state.g)
+        if loop.measured(state):
+            history.append(state.error)
+        if loop.converged(state) or loop.exhausted(state):
+            return loop.outcome(state)
         bar.update(1)
-        bar.set_postfix(error=f"{error:.2e}")
-    if scaling:
-        f, g = kernel.potentials(f, g)
-    return {"status": status, "iterations": min(iterations, max_iter), "error": error, "f": f, "g": g}
+        bar.set_postfix(error=f"{state.error:.2e}")
 
 
-def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_rel: float | None = None,
-           eps_scale: str = DEFAULT_EPS_SCALE, a: Any = None, b: Any = None, tol: float = DEFAULT_TOL,
-           max_iter: int = 10_000, omega: float = 1.5, stop_marginal: str = "target", relax_first: bool = False,
-           block_size: int | None = None, device: str | torch.device | None = None, gemm_dtype: str | None = None,
-           path: str = "auto", kernel_budget_bytes: int | None = None, compile: bool | str | None = None,
-           progress: bool = False, allow_unconverged: bool = False, preset: str | None = None,
-           scale: dict[str, float] | None = None, calibration: str | None = None) -> SinkhornResult:
-    """:func:`sinkhorn` on checked matrices with the preset already resolved.
+def _run_with_restart(new_loop: Any, settings: SolverSettings, eps: float, eps_rel: float, bar: Any,
+                      history: list[float]) -> tuple[LoopOutcome, int | None]:
+    """The recovery policy: a run that diverges is restarted once from zero potentials at omega = 1.
+
+    Over-relaxation can overshoot into a blow-up; plain Sinkhorn (omega = 1) cannot. ``new_loop(omega,
+    relax_first)`` builds a fresh loop (and stored kernel). Returns the final run and the iteration the
+    first run diverged at (None without a restart); a second divergence raises GotdConvergenceError.
+    """
+    run = _run(new_loop(settings.omega, settings.relax_first), bar, history)
+    if run.status != "diverged":
+        return run, None
+    restart_iteration = run.iterations
+    warnings.warn(f"Sinkhorn diverged at iteration {restart_iteration} (marginal error {run.error:.3g}, "
+                  f"eps={eps:.3g}, omega={settings.omega}); restarting with omega=1.0", RuntimeWarning, stacklevel=4)
+    run = _run(new_loop(1.0, False), bar, history)
+    if run.status == "diverged":
+        raise GotdConvergenceError(
+            f"Sinkhorn diverged (marginal error {run.error:.3g}) at eps={eps:.3g} (eps_rel={eps_rel:.3g}) "
+            f"with omega={settings.omega} and again after a restart at omega=1.0; raise eps (e.g. eps_rel=0.1) "
+            "or check the embeddings for rows with extreme values")
+    return run, restart_iteration
+
+
+def _solve(x: torch.Tensor, y: torch.Tensor, settings: SolverSettings, *, a: Any = None, b: Any = None,
+           preset: str | None = None, scale: dict[str, float] | None = None,
+           calibration: str | None = None) -> SinkhornResult:
+    """:func:`sinkhorn` on checked matrices with the preset already resolved into ``settings``.
 
     ``scale`` is a precomputed :func:`cost_scale` result (the full pool's, when solving on a subsample);
     ``calibration`` is the preset's, recorded only (the caller applies it).
     """
     _check_dims(x, y)
     n, m = x.shape[0], y.shape[0]
-    if not (isinstance(omega, (int, float)) and 1.0 <= omega < 2.0):
-        raise GotdInputError(f"omega must be in [1, 2) for over-relaxed Sinkhorn to converge, got {omega}")
-    tol = _positive_finite(tol, "tol", "pass an L1 marginal error such as tol=1e-2")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise GotdInputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if path not in ("auto", "stored", "online"):
-        raise GotdInputError(f"path must be 'auto', 'stored' or 'online', got {path!r}")
-    if stop_marginal not in STOP_MARGINALS:
-        raise GotdInputError(f"stop_marginal must be 'target' or 'pool', got {stop_marginal!r}")
+    settings = settings.checked()
+    eps_scale, omega = settings.eps_scale, settings.omega
 
-    dev = resolve_device(device)
-    gemm_dtype = resolve_gemm_dtype(gemm_dtype, dev)
-    backend = resolve_compile(compile, dev)
+    dev = resolve_device(settings.device)
+    gemm_dtype = resolve_gemm_dtype(settings.gemm_dtype, dev)
+    backend = resolve_compile(settings.compile, dev)
     if scale is None:
         scale = cost_scale(x, y, eps_scale)
-    relative = eps is None
-    eps, eps_rel = resolve_eps(eps, eps_rel, scale["scale"])
+    relative = settings.eps is None
+    eps, eps_rel = resolve_eps(settings.eps, settings.eps_rel, scale["scale"])
     if relative and eps_scale == "std" and \
             max(scale["max_row_share_pool"], scale["max_row_share_target"]) > ROW_SHARE_WARNING:
         side = "pool" if scale["max_row_share_pool"] >= scale["max_row_share_target"] else "target"
@@ -168,44 +313,35 @@ def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_re
                       "absolute eps", RuntimeWarning, stacklevel=3)
     log_a = check_weights(a, n, "a").log().to(dev, torch.float32)
     log_b = check_weights(b, m, "b").log().to(dev, torch.float32)
-    bsize = _pick_block_size(n, m, dev, block_size)
+    bsize = _pick_block_size(n, m, dev, settings.block_size)
     # The stored path keeps the scaled products and the stabilised kernel: 8 bytes per entry.
+    kernel_budget_bytes = settings.kernel_budget_bytes
     if kernel_budget_bytes is None:
         kernel_budget_bytes = default_kernel_budget(dev)
-    store = path == "stored" or (path == "auto" and 8 * n * m <= kernel_budget_bytes)
+    store = settings.path == "stored" or (settings.path == "auto" and 8 * n * m <= kernel_budget_bytes)
 
     started = time.perf_counter()
     dots = _BlockDots(x, y, eps=eps, device=dev, gemm_dtype=_DTYPES[gemm_dtype], block_size=bsize, store=store,
                       compile_backend=backend)
-    history: list[float] = []
-    run_omega, restart_iteration = omega, None
-    with tqdm(total=max_iter, desc="sinkhorn", unit="it", disable=not progress, leave=False) as bar:
+
+    def new_loop(run_omega: float, relax_first: bool) -> SinkhornLoop:
         kernel = _ScaledKernel(dots, log_a, log_b, eps) if store else None
-        run = _iterate(dots, kernel, log_a, log_b, eps, omega=omega, relax_first=relax_first, tol=tol,
-                       max_iter=max_iter, stop_marginal=stop_marginal, bar=bar, history=history)
-        if run["status"] == "diverged":
-            # Over-relaxation can overshoot into a blow-up; plain Sinkhorn (omega = 1) cannot, so restart
-            # from zero potentials with it.
-            restart_iteration, run_omega = run["iterations"], 1.0
-            warnings.warn(f"Sinkhorn diverged at iteration {restart_iteration} (marginal error {run['error']:.3g}, "
-                          f"eps={eps:.3g}, omega={omega}); restarting with omega=1.0", RuntimeWarning, stacklevel=3)
-            kernel = _ScaledKernel(dots, log_a, log_b, eps) if store else None
-            run = _iterate(dots, kernel, log_a, log_b, eps, omega=1.0, relax_first=False, tol=tol, max_iter=max_iter,
-                           stop_marginal=stop_marginal, bar=bar, history=history)
-            if run["status"] == "diverged":
-                raise GotdConvergenceError(
-                    f"Sinkhorn diverged (marginal error {run['error']:.3g}) at eps={eps:.3g} (eps_rel={eps_rel:.3g}) "
-                    f"with omega={omega} and again after a restart at omega=1.0; raise eps (e.g. eps_rel=0.1) "
-                    "or check the embeddings for rows with extreme values")
+        return SinkhornLoop(dots, kernel, log_a, log_b, eps, settings, omega=run_omega, relax_first=relax_first)
+
+    history: list[float] = []
+    with tqdm(total=settings.max_iter, desc="sinkhorn", unit="it", disable=not settings.progress, leave=False) as bar:
+        run, restart_iteration = _run_with_restart(new_loop, settings, eps, eps_rel, bar, history)
+    run_omega = omega if restart_iteration is None else 1.0
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - started
-    converged = run["status"] == "converged"
-    error, f, g = run["error"], run["f"], run["g"]
+    converged = run.status == "converged"
+    error, f, g = run.error, run.f, run.g
+    tol, max_iter, stop_marginal = settings.tol, settings.max_iter, settings.stop_marginal
     if not converged:
         message = (f"Sinkhorn stopped at max_iter={max_iter} with {stop_marginal}-marginal error {error:.3g} > "
                    f"tol={tol} (eps={eps:.3g}, eps_rel={eps_rel:.3g}, omega={run_omega})")
-        if not allow_unconverged:
+        if not settings.allow_unconverged:
             raise GotdConvergenceError(message + "; raise max_iter, raise eps or eps_rel, or loosen tol; pass "
                                        "allow_unconverged=True to use the unconverged potentials anyway")
         warnings.warn(message + "; raise max_iter or eps", RuntimeWarning, stacklevel=3)
@@ -213,10 +349,10 @@ def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_re
         "eps": eps, "eps_rel": eps_rel, "eps_scale": eps_scale, "scale": scale["scale"],
         "cost_mean": scale["cost_mean"], "cost_std": scale["cost_std"],
         "max_row_share_pool": scale["max_row_share_pool"], "max_row_share_target": scale["max_row_share_target"],
-        "iterations": run["iterations"] + (restart_iteration or 0), "marginal_error": error, "converged": converged,
+        "iterations": run.iterations + (restart_iteration or 0), "marginal_error": error, "converged": converged,
         "diverged": restart_iteration is not None, "restarted": restart_iteration is not None,
         "restart_iteration": restart_iteration, "tol": tol, "stop_marginal": stop_marginal, "preset": preset,
-        "allow_unconverged": allow_unconverged, "seconds": seconds, "path": "stored" if store else "online",
+        "allow_unconverged": settings.allow_unconverged, "seconds": seconds, "path": "stored" if store else "online",
         "device": str(dev), "gemm_dtype": gemm_dtype, "gemm_fp32_output": dots.fp32_out,
         "compile": dots.compile_backend, "compile_error": dots.compile_error, "omega": run_omega,
         "omega_requested": omega, "block_size": bsize, "n": n, "m": m, "d": x.shape[1], "error_history": history,
@@ -224,6 +360,13 @@ def _solve(x: torch.Tensor, y: torch.Tensor, *, eps: float | None = None, eps_re
     if calibration is not None:
         diagnostics["calibration"] = calibration
     return SinkhornResult(f=f.double().cpu().numpy(), g=g.double().cpu().numpy(), diagnostics=diagnostics)
+
+
+def solve_options(options: dict[str, Any]) -> tuple[SolverSettings, Any, Any]:
+    """Split flat keyword options (as :func:`sinkhorn` takes them, presets resolved) into the settings and
+    the weights ``a``, ``b``."""
+    settings = {k: v for k, v in options.items() if k not in ("a", "b")}
+    return SolverSettings(**settings), options.get("a"), options.get("b")
 
 
 def _is_default(value: Any, default: Any) -> bool:
@@ -318,4 +461,7 @@ def sinkhorn(
         given = {**given, **resolve_preset(preset, explicit)}
         if "eps_rel" in explicit:
             given["eps"] = None
-    return _solve(_as_matrix(pool, "pool"), _as_matrix(target, "target"), preset=preset, **given)
+    calibration = given.pop("calibration", None)  # the preset's, recorded in the diagnostics
+    settings, a, b = solve_options(given)
+    return _solve(_as_matrix(pool, "pool"), _as_matrix(target, "target"), settings, a=a, b=b, preset=preset,
+                  calibration=calibration)
