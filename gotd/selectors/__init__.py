@@ -23,6 +23,28 @@ method             selects (reference it is tested against)
 
 Register a new selector with :func:`register_selector`.
 
+Selectors from other packages (plugins)
+---------------------------------------
+Another installed distribution adds a method by declaring a :class:`SelectorSpec` under the entry-point
+group ``gotd.selectors`` (the convention of pytest's ``pytest11``)::
+
+    # pyproject.toml of the plugin
+    [project.entry-points."gotd.selectors"]
+    shortest = "gotd_shortest:spec"
+
+    # gotd_shortest.py
+    spec = SelectorSpec(name="shortest", fn=select_shortest, inputs="texts", progress=False,
+                        randomized=False, summary="the shortest pool texts")
+
+The entry point's name and the spec's ``name`` are the method name (one name for both; a plugin cannot
+replace a built-in method). ``fn`` follows the contract above: ``fn(pool, target, budget, *, seed,
+**options) -> Selection`` with inputs of the declared kind already checked, ``budget`` rows best first
+without repeats, deterministic for a seed, JSON-safe ``params`` and ``diagnostics``. Plugins are
+registered on the first read of the registry in every process, so ``gotd select --method shortest``,
+``gotd methods``, the notebooks and ``gotd run`` see them, and the conformance suite
+(``tests/test_selectors_conformance.py``) runs over them. A plugin that fails to load stops the first read
+with one line naming its entry point and distribution.
+
 Layout: ``_registry`` (specs, lookup, :func:`run_selector`), ``_validation`` (the input checks),
 ``_ot_based`` (gotd, gotd_contrast), ``_dsir``, ``_neighbours`` (exact kNN, knn), ``_matching``,
 ``_tsds``, ``_random``.
@@ -35,12 +57,15 @@ from gotd.selectors._neighbours import nearest_neighbours, select_knn
 from gotd.selectors._ot_based import select_gotd, select_gotd_contrast
 from gotd.selectors._random import select_random
 from gotd.selectors._registry import (
+    PLUGIN_GROUP,
     SELECTORS,
     Selector,
     SelectorSpec,
     available_methods,
     get_selector,
     inputs_for,
+    load_selector_plugins,
+    mark_builtin_selectors,
     methods_taking,
     register_selector,
     run_selector,
@@ -50,7 +75,7 @@ from gotd.selectors._tsds import select_tsds
 from gotd.selectors._validation import INPUT_KINDS
 
 __all__ = [
-    "INPUT_KINDS", "SELECTORS", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector", "inputs_for",
+    "INPUT_KINDS", "PLUGIN_GROUP", "SELECTORS", "load_selector_plugins", "Selector", "SelectorSpec", "available_methods", "dsir_log_weights", "get_selector", "inputs_for",
     "methods_taking", "nearest_neighbours", "register_selector", "run_selector", "select", "select_dsir",
     "select_gotd", "select_gotd_contrast", "select_knn", "select_matching", "select_random", "select_tsds",
 ]
@@ -69,3 +94,4 @@ register_selector("matching", select_matching, inputs="embeddings", progress=Tru
                   summary="the selection whose distribution is OT-closest to the target's (distribution matching)")
 register_selector("tsds", select_tsds, inputs="embeddings", progress=True, randomized=True,
                   summary="OT alignment with the target plus a near-duplicate penalty (TSDS, Liu et al. 2024)")
+mark_builtin_selectors()

@@ -4,9 +4,14 @@ its seed matters, and :func:`run_selector` validates inputs by that declaration 
 Modelled on scikit-learn's estimator tags: the declaration lives with the selector
 (:class:`SelectorSpec`), and one conformance test (``tests/test_selectors_conformance.py``) runs over
 every registered selector.
+
+The registry is open to other packages the way pytest is to its plugins: a :class:`SelectorSpec` named
+under the entry-point group ``gotd.selectors`` (:data:`PLUGIN_GROUP`) of an installed distribution is
+registered the first time any process reads the registry (:func:`load_selector_plugins`).
 """
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -15,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gotd.errors import GotdInputError
+from gotd.errors import GotdError, GotdInputError
 from gotd.selection import Selection
 from gotd.selectors._validation import INPUT_KINDS, check_inputs, check_seed, json_safe
 
@@ -53,6 +58,74 @@ class SelectorSpec:
 
 
 _REGISTRY: dict[str, SelectorSpec] = {}
+PLUGIN_GROUP = "gotd.selectors"
+"""Entry-point group under which other distributions declare selectors (``name = module:spec``)."""
+_plugins_loaded = False
+_BUILTIN_NAMES: frozenset[str] = frozenset()
+
+
+def _plugin_error(entry_point: importlib.metadata.EntryPoint, problem: str) -> GotdError:
+    dist = entry_point.dist
+    where = f"{dist.name} {dist.version}" if dist is not None else "an unnamed distribution"
+    return GotdError(f"selector plugin {entry_point.name} = {entry_point.value} (entry point group {PLUGIN_GROUP}, "
+                     f"distribution {where}) {problem}; fix that package or uninstall it")
+
+
+def load_selector_plugins() -> list[str]:
+    """Register the selectors that installed distributions declare under :data:`PLUGIN_GROUP`.
+
+    Each entry point ``NAME = module:attribute`` must name a :class:`SelectorSpec` whose ``name`` is
+    ``NAME``; it is registered through :func:`register_selector` (so it is checked like a built-in one)
+    and cannot replace a built-in method. Called by every read of the registry until it has succeeded
+    once, so that every process (the CLI, the notebooks, ``gotd run``'s kernels) sees the same methods;
+    call it again after installing a plugin into a running process.
+
+    Returns
+    -------
+    list of str
+        The plugin method names registered, sorted.
+
+    Raises
+    ------
+    gotd.errors.GotdError
+        One line naming the entry point and its distribution when a plugin cannot be imported, is not a
+        SelectorSpec, is named differently from its entry point, or is refused by :func:`register_selector`.
+    """
+    global _plugins_loaded
+    names = []
+    for entry_point in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        try:
+            spec = entry_point.load()
+        except Exception as exc:  # an import error of any kind inside the plugin
+            raise _plugin_error(entry_point, f"failed to load ({type(exc).__name__}: {exc})") from None
+        if not isinstance(spec, SelectorSpec):
+            raise _plugin_error(entry_point, f"is a {type(spec).__name__}, not a gotd.selectors.SelectorSpec")
+        if spec.name != entry_point.name:
+            raise _plugin_error(entry_point, f"declares the method {spec.name!r} under the name {entry_point.name!r}; "
+                                             "use one name for both")
+        if spec.name in _BUILTIN_NAMES:
+            raise _plugin_error(entry_point, f"would replace gotd's own method {spec.name!r}; choose another name")
+        try:
+            register_selector(spec.name, spec.fn, inputs=spec.inputs, progress=spec.progress,
+                              randomized=spec.randomized, summary=spec.summary)
+        except GotdInputError as exc:
+            raise _plugin_error(entry_point, f"is refused: {exc}") from None
+        names.append(spec.name)
+    _plugins_loaded = True
+    return names
+
+
+def mark_builtin_selectors() -> None:
+    """Record the methods registered so far as gotd's own (plugins may not replace them)."""
+    global _BUILTIN_NAMES
+    _BUILTIN_NAMES = frozenset(_REGISTRY)
+
+
+def _registry() -> dict[str, SelectorSpec]:
+    """The registry, with the installed plugins registered on first read."""
+    if not _plugins_loaded:
+        load_selector_plugins()
+    return _REGISTRY
 
 
 def register_selector(name: str, fn: Selector, *, inputs: Literal["embeddings", "texts", "none"], progress: bool,
@@ -74,21 +147,22 @@ def register_selector(name: str, fn: Selector, *, inputs: Literal["embeddings", 
 
 def get_selector(method: str) -> SelectorSpec:
     """The spec of a registered method; unknown names raise, listing the available ones."""
-    if method not in _REGISTRY:
+    registry = _registry()
+    if method not in registry:
         raise GotdInputError(f"unknown selection method {method!r}; choose one of {', '.join(available_methods())}")
-    return _REGISTRY[method]
+    return registry[method]
 
 
 def available_methods() -> list[str]:
     """Names of the registered selectors, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def methods_taking(inputs: str) -> list[str]:
     """Names of the registered selectors that read ``inputs`` ("embeddings", "texts" or "none"), sorted."""
     if inputs not in INPUT_KINDS:
         raise GotdInputError(f"unknown input kind {inputs!r}; choose one of {', '.join(INPUT_KINDS)}")
-    return sorted(name for name, spec in _REGISTRY.items() if spec.inputs == inputs)
+    return sorted(name for name, spec in _registry().items() if spec.inputs == inputs)
 
 
 def inputs_for(method: str, *, texts: tuple[Any, Any], embeddings: tuple[Any, Any] | None) -> tuple[Any, Any]:
@@ -206,10 +280,10 @@ class _SelectorView(Mapping):
         return iter(available_methods())
 
     def __len__(self) -> int:
-        return len(_REGISTRY)
+        return len(_registry())
 
     def __contains__(self, name: object) -> bool:
-        return name in _REGISTRY
+        return name in _registry()
 
 
 SELECTORS: Mapping[str, Selector] = _SelectorView()
