@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from gotd.errors import GotdInputError
 from gotd.ot import sinkhorn
+from gotd.validation import check_matrix
 
 
 def domain_shares(domains: Sequence[Any], selections: Mapping[str, np.ndarray], *,
@@ -162,9 +163,10 @@ def pca_2d(*arrays: Any) -> tuple[list[np.ndarray], np.ndarray]:
     """
     if not arrays:
         raise GotdInputError("pca_2d needs at least one array")
-    mats = [np.asarray(a, dtype=np.float64) for a in arrays]
-    dims = {m.shape[1] if m.ndim == 2 else -1 for m in mats}
-    if len(dims) != 1 or -1 in dims:
+    mats = [np.asarray(check_matrix(np.asarray(a), f"pca_2d array {i}", dtype=("float64",)))
+            for i, a in enumerate(arrays)]
+    dims = {m.shape[1] for m in mats}
+    if len(dims) != 1:
         raise GotdInputError(f"pca_2d needs 2-D arrays with one feature count, got shapes {[m.shape for m in mats]}")
     union = np.vstack(mats)
     centre = union.mean(axis=0)

@@ -51,8 +51,8 @@ from gotd.embed import (
     read_cache_manifest,
     shard_entry,
 )
-from gotd.embed._batching import check_texts as _check_texts
 from gotd.errors import GotdError, GotdInputError
+from gotd.validation import check_matrix, check_texts
 
 SCORES_FORMAT = 1
 EXECUTORS = ("local", "ray")
@@ -162,7 +162,7 @@ def embed_shards(
         The cache entry folder; :func:`gotd.embed.load_cached_embeddings` or :func:`load_embeddings` reads it.
     """
     _check_executor(executor)
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "texts", allow_empty=True, blank="warn")
     shard_size = check_shard_size(shard_size, len(texts))
     if executor == "local":
         encoder.encode(texts, cache_dir=cache_dir, progress=progress, shard_size=shard_size)
@@ -316,8 +316,8 @@ def score_shards(
     manifest = read_cache_manifest(source)
     if manifest is None or not manifest.get("complete"):
         raise GotdInputError(f"{source} holds no complete embedding cache; embed the pool first (embed_shards)")
-    target_np = np.ascontiguousarray(np.asarray(target, dtype=np.float32))
-    if target_np.ndim != 2 or target_np.shape[1] != manifest["dim"]:
+    target_np = np.ascontiguousarray(check_matrix(target, "target", dtype=("float32",)))
+    if target_np.shape[1] != manifest["dim"]:
         raise GotdInputError(f"target has shape {target_np.shape}, expected (m, {manifest['dim']}) like the embeddings")
     potential = np.ascontiguousarray(np.asarray(target_potential, dtype=np.float64))
     if potential.shape != (target_np.shape[0],):

@@ -32,29 +32,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gotd.errors import GotdError, GotdInputError
+from gotd.validation import check_texts
 
 DEFAULT_SCORER = "profanity-check"
 TOXIC_THRESHOLD = 0.5  # the paper counts a text as toxic when its toxicity probability exceeds 0.5
 
 
 def _as_text_list(texts: Iterable[str], who: str) -> list[str]:
-    """Check that ``texts`` is a collection of strings and return it as a list."""
-    if isinstance(texts, (str, bytes)):
-        raise GotdInputError(f"{who}: texts must be a list of strings, got a single {type(texts).__name__}; "
-                             "wrap it in a list: score([text])")
-    if isinstance(texts, np.ndarray) and texts.ndim != 1:
-        raise GotdInputError(f"{who}: texts must be one-dimensional, got an array of shape {texts.shape}")
-    try:
-        items = list(texts)
-    except TypeError:
-        raise GotdInputError(f"{who}: texts must be a list of strings, got {type(texts).__name__}") from None
-    for i, text in enumerate(items):
-        if not isinstance(text, str):
-            raise GotdInputError(
-                f"{who}: texts[{i}] is {type(text).__name__} ({text!r:.60}), not a string; convert or drop "
-                "missing values first (e.g. df['text'].fillna('').astype(str))"
-            )
-    return items
+    """``texts`` as a list of strings (none is fine), by gotd's one text validator."""
+    return check_texts(texts, f"{who}: texts", allow_empty=True)
 
 
 class ToxicityScorer(abc.ABC):

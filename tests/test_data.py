@@ -362,7 +362,7 @@ def test_texts_fingerprint():
     expected = hashlib.sha256(b"\x00" * 7 + b"\x02" + "é".encode()).hexdigest()
     assert texts_fingerprint(["é"]) == expected
     assert texts_fingerprint(pd.Series(["x", "y"])) == texts_fingerprint(["x", "y"])
-    with pytest.raises(GotdInputError, match="item 1 is a int"):
+    with pytest.raises(GotdInputError, match=r"texts_fingerprint: texts\[1\] is int"):
         texts_fingerprint(["x", 3])
 
 
@@ -377,7 +377,7 @@ def test_count_exact_duplicates_counts_repeats_after_the_first():
     assert count_exact_duplicates(["a", "b", "c"]) == 0
     # "a" three times (2 repeats), "b" twice (1); "a " and "A" are other texts
     assert count_exact_duplicates(["a", "b", "a", "a ", "A", "b", "a"]) == 3
-    with pytest.raises(GotdInputError, match="item 1 is a NoneType"):
+    with pytest.raises(GotdInputError, match=r"count_exact_duplicates: texts\[1\] is NoneType"):
         count_exact_duplicates(["a", None])
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from gotd.data._validate import _require_fields
 from gotd.errors import GotdInputError
+from gotd.validation import check_texts
 
 logger = logging.getLogger("gotd.data")
 
@@ -30,14 +31,8 @@ def count_exact_duplicates(texts: Iterable[str]) -> int:
     GotdInputError
         An item is not a string.
     """
-    seen: set[bytes] = set()
-    n = 0
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise GotdInputError(f"count_exact_duplicates: item {i} is a {type(text).__name__}, expected a string")
-        seen.add(_text_key(text))
-        n += 1
-    return n - len(seen)
+    texts = check_texts(texts, "count_exact_duplicates: texts", allow_empty=True)
+    return len(texts) - len({_text_key(text) for text in texts})
 
 
 def report_exact_duplicates(texts: list[str], label: str, unit: str) -> int:
@@ -104,10 +99,7 @@ def texts_fingerprint(texts: Iterable[str]) -> str:
     ``["ab", "c"]`` and ``["a", "bc"]`` differ. Used to key embedding caches and selection sidecars.
     """
     digest = hashlib.sha256()
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise GotdInputError(f"texts_fingerprint: item {i} is a {type(text).__name__}, "
-                                 "expected a string")
+    for text in check_texts(texts, "texts_fingerprint: texts", allow_empty=True):
         data = text.encode("utf-8")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)

@@ -1,4 +1,4 @@
-"""Host-side work of an encode: checking texts, tokenising once, length-sorted padded batches, look-ahead.
+"""Host-side work of an encode: tokenising once, length-sorted padded batches, look-ahead.
 
 A block (one cache shard) is tokenised once without truncation to count the texts over ``max_length``,
 sorted by token length (longest first, ties by position) so that a batch pads little, and padded batch by
@@ -9,35 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from gotd.errors import GotdInputError
-
-
-def check_texts(texts: Sequence[str]) -> list[str]:
-    """``texts`` as a list of strings, or a clear error; warns about empty or whitespace-only texts."""
-    if isinstance(texts, str):
-        raise GotdInputError("texts is a single string; pass a list of strings (e.g. [text])")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise GotdInputError(
-                f"texts[{i}] is {type(text).__name__} ({text!r:.40}), not a string; drop or fill missing "
-                "texts before encoding"
-            )
-    n_blank = sum(1 for text in texts if not text.strip())
-    if n_blank:
-        warnings.warn(
-            f"{n_blank} of {len(texts)} texts are empty or whitespace only; each gets the embedding of the "
-            "special tokens alone. Drop empty texts before encoding if that is not intended.",
-            stacklevel=3,
-        )
-    return texts
 
 
 class BlockPreparer:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from gotd._io import provenance
 from gotd.data import texts_fingerprint
 from gotd.embed import _loading
-from gotd.embed._batching import BlockPreparer, check_texts
+from gotd.embed._batching import BlockPreparer
 from gotd.embed._cache import (
     check_shard_size,
     embedding_cache_key,
@@ -43,6 +43,7 @@ from gotd.embed._onnx import OnnxEncoderModel, check_backend
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
 from gotd.errors import GotdInputError
 from gotd.shards import update_manifest, write_manifest
+from gotd.validation import check_texts
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class Encoder(BlockPreparer):
             When texts were longer than ``max_length`` tokens and got truncated (the count is also in
             ``self.last_stats["n_truncated"]`` and the cache manifest).
         """
-        texts = check_texts(texts)
+        texts = check_texts(texts, "texts", allow_empty=True, blank="warn")
         shard_size = check_shard_size(shard_size, len(texts))
         if cache_dir is None:
             embeddings, n_truncated, n_cached = self._encode_uncached(texts, progress, shard_size)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from gotd.errors import GotdInputError
 from gotd.models import document_prefix_ids, load_causal_lm_and_tokenizer
 from gotd.results import result_table
+from gotd.validation import check_texts
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -35,14 +35,8 @@ def _model_window(model: Any) -> int | None:
 
 
 def _check_texts(texts: Any, what: str) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise GotdInputError(f"{what} must be a list of strings")
-    if len(texts) == 0:
-        raise GotdInputError(f"no {what}: pass at least one text")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str) or not t.strip():
-            raise GotdInputError(f"{what}[{i}] is empty or not a string ({t!r}); remove it or fill it in")
-    return list(texts)
+    """At least one text, none empty (an empty text has no tokens to score): gotd's one text validator."""
+    return check_texts(texts, what, blank="error")
 
 
 def _encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:

@@ -7,56 +7,35 @@ import numpy as np
 import torch
 
 from gotd.errors import GotdInputError
+from gotd.validation import ROW_CHUNK, check_matrix
 
-_ROW_CHUNK = 1 << 14
+_ROW_CHUNK = ROW_CHUNK
 """Rows converted or reduced at a time, so that no float64 copy of a large pool is ever made."""
 
-_INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
-
-def _to_tensor(x: Any, name: str) -> torch.Tensor:
-    """``x`` as a torch tensor, without a copy where the memory layout allows one.
+def _to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A checked matrix as a torch tensor, without a copy where the memory layout allows one.
 
     Torch cannot wrap numpy arrays with negative strides (``X[::-1]``) nor some other views; those are
     copied once into a contiguous array instead of being rejected.
     """
     if isinstance(x, torch.Tensor):
-        return x.detach()
+        return x
     try:
-        arr = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise GotdInputError(f"{name}: expected a numeric (n, d) array, got {type(x).__name__} ({exc})") from None
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise GotdInputError(f"{name}: expected real numbers, got a {type(x).__name__} of dtype {arr.dtype}")
-    try:
-        return torch.as_tensor(arr)
+        return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError):
         # negative or otherwise unsupported strides: one contiguous copy
-        return torch.as_tensor(np.ascontiguousarray(arr))
+        return torch.as_tensor(np.ascontiguousarray(x))
 
 
 def _as_matrix(x: Any, name: str) -> torch.Tensor:
-    """Return ``x`` as a checked 2-D float32/float64 tensor (no copy when it already is one).
+    """``x`` checked by :func:`gotd.validation.check_matrix` as a float32/float64 torch tensor.
 
-    A torch tensor stays on its device, so that a pool already on the GPU is never copied to the host;
-    anything else becomes a CPU tensor. Any strides are accepted (reversed or sliced views included).
+    float32 and float64 are kept without a copy; other real dtypes become float32. A torch tensor stays
+    on its device, so that a pool already on the GPU is never copied to the host; anything else becomes
+    a CPU tensor. Any strides are accepted (reversed or sliced views included).
     """
-    t = _to_tensor(x, name)
-    if t.dtype not in (torch.float32, torch.float64):
-        if t.dtype.is_complex or t.dtype == torch.bool or not (t.dtype.is_floating_point or t.dtype in _INTEGER_DTYPES):
-            raise GotdInputError(f"{name}: expected real numbers, got dtype {t.dtype}")
-        t = t.to(torch.float32)
-    if t.ndim != 2:
-        raise GotdInputError(f"{name}: expected a 2-D array (rows, features), got shape {tuple(t.shape)}; "
-                             "reshape it or embed the texts first")
-    if t.shape[0] == 0:
-        raise GotdInputError(f"{name}: has no rows; pass at least one embedding")
-    for start in range(0, t.shape[0], _ROW_CHUNK):
-        finite = torch.isfinite(t[start:start + _ROW_CHUNK]).all(dim=1)
-        if not bool(finite.all()):
-            bad = start + int((~finite).nonzero()[0, 0])
-            raise GotdInputError(f"{name}: row {bad} holds NaN or infinite values; drop or re-embed that row")
-    return t
+    return _to_tensor(check_matrix(x, name, dtype=(torch.float32, torch.float64)))
 
 
 def check_weights(w: Any, n: int, name: str) -> torch.Tensor:

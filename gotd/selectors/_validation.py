@@ -1,19 +1,21 @@
-"""Input checks shared by every selector: one validator per input kind (like scikit-learn's check_array).
+"""Input checks shared by every selector, by the input kind each declares.
 
 The registry (:mod:`gotd.selectors._registry`) calls :func:`check_inputs` once, by the input kind a
-selector declares, and hands the selector checked inputs; the checks here raise
+selector declares, and hands the selector checked inputs. Texts and matrices go through gotd's one
+text validator and one matrix validator (:mod:`gotd.validation`, like scikit-learn's check_array); the
+checks here raise
 :class:`gotd.errors.GotdInputError` naming the problem and the fix.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from gotd.errors import GotdInputError
+from gotd.validation import check_matrix, check_texts
 
 INPUT_KINDS = ("embeddings", "texts", "none")
 """What a selector reads: embedding matrices, raw texts, or only the pool's length."""
@@ -59,49 +61,13 @@ def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0
     return float(value)
 
 
-def check_matrix_shape(shape: tuple[int, ...], name: str) -> None:
-    """A 2-D shape with at least one row and one column."""
-    if len(shape) != 2:
-        raise GotdInputError(f"{name}: expected a 2-D array (rows, features), got shape {shape}; "
-                             "reshape a single vector with x[None, :]")
-    if shape[0] == 0 or shape[1] == 0:
-        raise GotdInputError(f"{name}: has shape {shape}; it needs at least one row and one feature")
-
-
 def check_embeddings(x: Any, name: str) -> np.ndarray | torch.Tensor:
-    """``x`` as a float numpy array or torch tensor after checking it is a finite non-empty matrix.
+    """``x`` as a finite float matrix with at least one row and one feature (:func:`gotd.validation.check_matrix`).
 
     Any strided numpy array is accepted (views such as ``x[::-1]`` included); integer arrays become
     float64; a torch tensor stays on its device.
     """
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-            raise GotdInputError(f"{name}: expected a float tensor, got dtype {t.dtype}")
-        check_matrix_shape(tuple(t.shape), name)
-        finite = torch.isfinite(t).all(dim=1) if t.is_floating_point() else torch.ones(t.shape[0], dtype=torch.bool)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
-            raise GotdInputError(f"{name}: row {bad} holds NaN or infinite values; drop or re-embed that row")
-        return t if t.is_floating_point() else t.double()
-    if isinstance(x, str) or (isinstance(x, Sequence) and len(x) and isinstance(x[0], str)):
-        raise GotdInputError(f"{name}: got text, but this method works on embeddings; embed the texts first "
-                             "(gotd.embed) or use a method that reads text (gotd.selectors.methods_taking('texts'))")
-    try:
-        a = np.asarray(x)
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"dtype {a.dtype}")
-        if a.dtype.kind != "f":
-            a = a.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise GotdInputError(f"{name}: expected a numeric (rows, features) array, "
-                             f"got {type(x).__name__} ({exc})") from None
-    check_matrix_shape(a.shape, name)
-    finite = np.isfinite(a).all(axis=1)
-    if not finite.all():
-        raise GotdInputError(f"{name}: row {int(np.flatnonzero(~finite)[0])} holds NaN or infinite values; "
-                             "drop or re-embed that row")
-    return a
+    return check_matrix(x, name, min_features=1)
 
 
 def check_pair(pool: Any, target: Any, target_name: str = "target",
@@ -113,26 +79,6 @@ def check_pair(pool: Any, target: Any, target_name: str = "target",
         raise GotdInputError(f"{pool_name} has {x.shape[1]} features per row but {target_name} has {y.shape[1]}; "
                              "embed both with the same encoder")
     return x, y
-
-
-def check_texts(texts: Any, name: str) -> list[str]:
-    """A non-empty sequence of strings."""
-    if isinstance(texts, str):
-        raise GotdInputError(f"{name}: got a single string; pass a sequence of texts, e.g. [text]")
-    if isinstance(texts, (np.ndarray, torch.Tensor)) and texts.ndim == 2:
-        raise GotdInputError(f"{name}: got an embedding matrix, but this method works on raw text; pass the texts "
-                             "(or use a method that reads embeddings: gotd.selectors.methods_taking('embeddings'))")
-    try:
-        items = list(texts)
-    except TypeError:
-        raise GotdInputError(f"{name}: expected a sequence of texts, got {type(texts).__name__}") from None
-    if not items:
-        raise GotdInputError(f"{name}: has no texts; pass at least one")
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise GotdInputError(f"{name}[{i}]: expected a string, got {type(item).__name__} ({item!r:.40}); "
-                                 "drop missing texts before selecting")
-    return items
 
 
 def check_length(pool: Any, name: str = "pool") -> int:
