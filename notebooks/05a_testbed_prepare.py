@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05a · Testbed: the pool, the target, and a model pre-trained on the pool
 #
@@ -61,6 +48,8 @@ import torch
 from IPython.display import display
 
 from gotd import testbed
+from gotd.models import TinyLlamaSize
+from gotd.train import LoopRecipe
 from gotd.notebook_io import RunDir, resolve_path
 
 NOTEBOOK = "05a_testbed_prepare"
@@ -70,9 +59,9 @@ params = {k: v for k, v in dict(globals()).items() if k in {
     "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
     "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs", "pretrain_lr", "seed"}}
 run = RunDir(run_dir, NOTEBOOK, params)
-size = testbed.LMSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
-                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
-recipe = testbed.TrainRecipe(epochs=pretrain_epochs, lr=pretrain_lr)
+size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
+                     intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
+recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr)
 sizes = {"n_pool": n_pool, "n_target": n_target, "n_test": n_test, "n_heldout": n_heldout, "chunk_chars": chunk_chars}
 if scenario == "task":
     sizes.update(n_dev=n_dev, task=task)

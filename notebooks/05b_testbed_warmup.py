@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05b · Testbed: select, warm up and score, one seed
 #
@@ -45,6 +32,7 @@ import torch
 from IPython.display import display
 
 from gotd import testbed
+from gotd.train import LoopRecipe
 from gotd.notebook_io import RunDir, resolve_path
 
 NOTEBOOK = "05b_testbed_warmup"
@@ -53,7 +41,7 @@ if torch_threads:
 run = RunDir(run_dir, NOTEBOOK, {"prepared_dir": prepared_dir, "methods": methods, "budgets": budgets, "seed": seed,
                                  "warmup_epochs": warmup_epochs, "warmup_lr": warmup_lr,
                                  "warmup_batch_size": warmup_batch_size, "per_class": per_class})
-recipe = testbed.TrainRecipe(epochs=warmup_epochs, lr=warmup_lr, batch_size=warmup_batch_size)
+recipe = LoopRecipe(epochs=warmup_epochs, lr=warmup_lr, batch_size=warmup_batch_size)
 print(recipe)
 
 # %%

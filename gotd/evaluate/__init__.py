@@ -25,11 +25,13 @@ error (classification prompts), never cut silently. Models load through :mod:`go
 here imports the training stage.
 
 Layout: ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
-``_perplexity``, ``_zero_shot``, ``_finetune``, ``_toxicity``, ``_suite`` (the suite and the tasks).
+``_perplexity``, ``_zero_shot``, ``_finetune``, ``_probe`` (a linear head on a model's mean hidden
+state), ``_toxicity``, ``_suite`` (the suite and the tasks).
 """
 from __future__ import annotations
 
 from gotd.evaluate._finetune import few_label_finetune
+from gotd.evaluate._probe import few_label_sample, mean_hidden_states, probe
 from gotd.evaluate._perplexity import per_text_nll, perplexity, token_nll
 from gotd.evaluate._stats import bootstrap_ci, classification_metrics
 from gotd.evaluate._suite import (
@@ -60,6 +62,9 @@ __all__ = [
     "zero_shot_scores",
     "zero_shot_classify",
     "few_label_finetune",
+    "few_label_sample",
+    "mean_hidden_states",
+    "probe",
     "generate_continuations",
     "toxicity_eval",
     "evaluate_models",

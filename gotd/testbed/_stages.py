@@ -27,7 +27,9 @@ import pandas as pd
 
 from gotd._io import atomic_path, write_json_atomic
 from gotd.errors import GotdInputError
-from gotd.testbed import _figures, _lm, _stats, _warmup
+from gotd.models import TinyLlamaSize
+from gotd.testbed import _figures, _stats, _warmup
+from gotd.train import LoopRecipe, load_pretrained, pretrain_from_scratch
 from gotd.testbed._scenarios import Scenario, build_scenario, load_scenario, save_scenario
 
 LABELS = {"task": "Task (Rotten Tomatoes vs the built-in pool)",
@@ -72,8 +74,8 @@ def smoke_tables(seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
 
 
 def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache_dir: str = "data/cache",
-            sizes: dict[str, int] | None = None, lm_size: _lm.LMSize = _lm.LMSize(),
-            recipe: _lm.TrainRecipe = _lm.TrainRecipe(), encoder: str = "minilm", max_length: int = 128,
+            sizes: dict[str, int] | None = None, lm_size: TinyLlamaSize = TinyLlamaSize(),
+            recipe: LoopRecipe = LoopRecipe(), encoder: str = "minilm", max_length: int = 128,
             seed: int = 0, smoke: bool = False, progress: bool = True) -> dict[str, Any]:
     """Stage 1 for one scenario; returns the record written to ``<out_dir>/prepared.json``."""
     from gotd.embed import Encoder
@@ -100,10 +102,10 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
         np.save(out / "pool_embeddings.npy", pool_emb)
         np.save(out / "target_embeddings.npy", target_emb)
     with clock.step("pretrain"):
-        lm_folder = _lm.pretrain(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
-                                 recipe=recipe, seed=seed, progress=progress)
+        lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
+                                           recipe=recipe, seed=seed, progress=progress)
     with clock.step("score_base"):
-        model, tok, manifest = _lm.load_lm(lm_folder)
+        model, tok, manifest = load_pretrained(lm_folder)
         tag = {"scenario": scenario, "method": "base", "budget": 0, "seed": 0}
         base = pd.concat(_warmup.score_model(model, tok, scen, lm_size.block_size, tag), ignore_index=True)
         with atomic_path(out / "nll_base.parquet") as tmp:
@@ -116,7 +118,7 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
 
 
 def warm_up(prepared_dir: str | Path, out_dir: str | Path, *, methods: Sequence[str], budgets: Sequence[int],
-            seed: int, recipe: _lm.TrainRecipe, per_class: int = 16, progress: bool = True) -> _warmup.SeedResult:
+            seed: int, recipe: LoopRecipe, per_class: int = 16, progress: bool = True) -> _warmup.SeedResult:
     """Stage 2 for one scenario and seed; writes ``nll.parquet``, ``correct.parquet``, ``makeup.parquet``."""
     prep = Path(prepared_dir)
     if not (prep / "prepared.json").is_file():
@@ -235,13 +237,13 @@ def _collect_timings(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def smoke_settings(scenario: str) -> tuple[dict[str, int], _lm.LMSize, _lm.TrainRecipe]:
+def smoke_settings(scenario: str) -> tuple[dict[str, int], TinyLlamaSize, LoopRecipe]:
     """Sizes, model and pre-training recipe of a smoke run (toy corpus: seconds, numbers are not findings)."""
     sizes = {"n_pool": 400, "n_target": 40, "n_test": 30, "n_heldout": 30}
     if scenario == "task":
         sizes["n_dev"] = 30
-    size = _lm.LMSize(vocab_size=512, hidden_size=32, layers=1, heads=2, intermediate_size=64, block_size=64)
-    return sizes, size, _lm.TrainRecipe(epochs=1.0, batch_size=8)
+    size = TinyLlamaSize(vocab_size=512, hidden_size=32, layers=1, heads=2, intermediate_size=64, block_size=64)
+    return sizes, size, LoopRecipe(epochs=1.0, batch_size=8)
 
 
 def flatten_dirs(dirs: Any) -> list[str]:

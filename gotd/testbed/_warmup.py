@@ -1,7 +1,7 @@
 """One seed of a scenario: select with every method at every budget, warm up the pre-trained LM, score it.
 
 Every method gets the same pool, the same target, the same encoder embeddings and the same warm-up recipe
-(:class:`gotd.testbed._lm.TrainRecipe`); the seed varies the selection where the method is random, the
+(:class:`gotd.train.LoopRecipe`); the seed varies the selection where the method is random, the
 warm-up's batch order and the few labels the classification head sees. Scores are kept per text, so that
 :mod:`gotd.testbed._stats` can pair them.
 """
@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gotd.testbed import _lm, _probe
+from gotd.evaluate import few_label_sample, mean_hidden_states, per_text_nll, probe
+from gotd.models import encode_after_bos
+from gotd.train import LoopRecipe, full_blocks, load_pretrained, train_loop
 from gotd.testbed._scenarios import Scenario
 
 
@@ -45,9 +47,11 @@ def score_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int,
     """Per-text NLL of ``model`` on the target's test texts and on the held-out pool text."""
     out = []
     for split, frame in (("test", scenario.test), ("pool_heldout", scenario.pool_heldout)):
-        nll, n = _lm.text_nll(model, tokenizer, frame["text"].tolist(), block_size=block_size)
-        out.append(pd.DataFrame({**tag, "split": split, "text_index": np.arange(len(frame)), "nll": nll,
-                                 "n_tokens": n, "domain": frame["domain"].to_numpy()}))
+        scores = per_text_nll(model, tokenizer, frame["text"].tolist(), max_length=block_size, batch_size=32,
+                              progress=False)
+        out.append(pd.DataFrame({**tag, "split": split, "text_index": np.arange(len(frame)),
+                                 "nll": scores["nll_sum"].to_numpy(), "n_tokens": scores["n_tokens"].to_numpy(),
+                                 "domain": frame["domain"].to_numpy()}))
     return out
 
 
@@ -56,18 +60,18 @@ def probe_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int,
     """The few-label head's dev and test result (None when the scenario has no labels)."""
     if not scenario.labelled:
         return None
-    train = _probe.few_label_sample(scenario.labelled["train"], per_class, seed)
-    feats = {k: _lm.mean_hidden_states(model, tokenizer, f["text"].tolist(), block_size=block_size)
+    train = few_label_sample(scenario.labelled["train"], per_class, seed)
+    feats = {k: mean_hidden_states(model, tokenizer, f["text"].tolist(), block_size=block_size)
              for k, f in (("train", train), ("dev", scenario.labelled["dev"]), ("test", scenario.labelled["test"]))}
-    return _probe.probe(feats["train"], train["label"], feats["dev"], scenario.labelled["dev"]["label"],
+    return probe(feats["train"], train["label"], feats["dev"], scenario.labelled["dev"]["label"],
                         feats["test"], scenario.labelled["test"]["label"], seed=seed)
 
 
 def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_emb: np.ndarray, *,
-             methods: Sequence[str], budgets: Sequence[int], seed: int, recipe: _lm.TrainRecipe,
+             methods: Sequence[str], budgets: Sequence[int], seed: int, recipe: LoopRecipe,
              per_class: int = 16, progress: bool = True) -> SeedResult:
     """Select, warm up and score for every method x budget at one seed (see the module docstring)."""
-    base, tokenizer, manifest = _lm.load_lm(lm_folder)
+    base, tokenizer, manifest = load_pretrained(lm_folder)
     block = int(manifest["size"]["block_size"])
     texts = scenario.pool["text"].tolist()
     target_texts = scenario.target["text"].tolist()
@@ -97,8 +101,8 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
             scenario=scenario.name, method=method, budget=budget, seed=seed))
         c0 = time.process_time()
         model = copy.deepcopy(base)
-        blocks = _lm.pack_blocks(_lm.encode_texts(tokenizer, picked["text"].tolist()), block)
-        stats = _lm.train_steps(model, blocks, recipe, seed, progress=False)
+        blocks = full_blocks(encode_after_bos(tokenizer, picked["text"].tolist()), block)
+        stats = train_loop(model, blocks, recipe, seed, progress=False)
         timings["warmup_cpu_s"] += time.process_time() - c0
         c0 = time.process_time()
         tag = {"scenario": scenario.name, "method": method, "budget": int(budget), "seed": seed}

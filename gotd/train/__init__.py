@@ -30,8 +30,14 @@ An existing output folder is reused only when it is a complete output of the sam
 settings, and refused otherwise (:func:`reusable_output`; ``overwrite=True`` / ``--overwrite`` trains
 again): the same rule for ``gotd train`` and the notebooks.
 
+Two engines, one packing. Real LMs go through the Trainer (:func:`train`); tiny ones through the plain
+one-screen loop (:func:`train_loop`, :class:`LoopRecipe`: AdamW, warm-up then cosine, seeded batches,
+resume from a checkpoint), which :func:`pretrain_from_scratch` also uses to pre-train a tiny Llama on a pool
+(cached under a key of its inputs). Both cut their blocks with :func:`pack_token_blocks`.
+
 Layout: ``_config`` (:class:`TrainConfig`, presets, :class:`TrainResult`), ``_packing`` (texts, tokens,
-blocks), ``_trainer`` (the run, checkpoints, resuming), ``_record`` (the output folder and its record).
+blocks), ``_trainer`` (the Trainer run, checkpoints, resuming), ``_record`` (the output folder and its
+record), ``_loop`` (the plain loop), ``_pretrain`` (a tiny Llama from scratch, cached).
 Model loading and the document tokens live in :mod:`gotd.models`, devices in :mod:`gotd.devices`.
 """
 from __future__ import annotations
@@ -44,7 +50,9 @@ from gotd.models import (
     resolve_model_location,
 )
 from gotd.train._config import PRECISIONS, PRESETS, RECORD_NAME, TrainConfig, TrainResult, preset
+from gotd.train._loop import LoopRecipe, batch_order, full_blocks, lr_at, train_loop
 from gotd.train._packing import load_training_texts, pack_token_blocks
+from gotd.train._pretrain import load_pretrained, pretrain_from_scratch
 from gotd.train._record import read_train_record, reusable_output
 from gotd.train._trainer import train
 
@@ -59,6 +67,13 @@ __all__ = [
     "train",
     "load_training_texts",
     "pack_token_blocks",
+    "LoopRecipe",
+    "batch_order",
+    "full_blocks",
+    "lr_at",
+    "train_loop",
+    "pretrain_from_scratch",
+    "load_pretrained",
     "document_separator_id",
     "document_prefix_ids",
     "load_causal_lm_and_tokenizer",
