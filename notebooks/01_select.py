@@ -42,10 +42,12 @@ preset: str = ""  # a published procedure (paper: the GOT-D paper's eps, stoppin
 import pandas as pd
 from IPython.display import display
 
-from gotd import analysis, inputs, plots
-from gotd.notebook_io import RunDir, resolve_path
+from gotd import analysis, plots
+from gotd.stages import inputs
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 from gotd.ot import cost_moments, resolve_eps
-from gotd.pipeline import default_cache_dir
+from gotd.stages.inputs import default_cache_dir
 from gotd.stages import encoder_for, select_stage
 
 NOTEBOOK = "01_select"

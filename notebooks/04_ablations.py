@@ -46,10 +46,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from gotd import ablations, analysis, inputs, plots
-from gotd.notebook_io import RunDir, resolve_path
+from gotd import ablations, analysis, plots
+from gotd.stages import inputs
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 from gotd.ot import ot_gradients_with_diagnostics
-from gotd.pipeline import default_cache_dir, embed_frames
+from gotd.stages.inputs import default_cache_dir, embed_frames
 
 NOTEBOOK = "04_ablations"
 parameters = dict(

@@ -50,7 +50,8 @@ from IPython.display import display
 from gotd import testbed
 from gotd.models import TinyLlamaSize
 from gotd.train import LoopRecipe
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05a_testbed_prepare"
 if torch_threads:
@@ -98,7 +99,7 @@ display(pd.DataFrame(makeups).fillna(0).astype(int))
 # %%
 man = record["lm_manifest"]
 base = pd.read_parquet(run.path / "nll_base.parquet")
-ppl = base.groupby("split").apply(lambda g: float(torch.tensor(g["nll"].sum() / g["n_tokens"].sum()).exp()))
+ppl = base.groupby("split").apply(lambda g: float(torch.tensor(g["nll_sum"].sum() / g["n_tokens"].sum()).exp()))
 print(f"{man['parameters']:,} parameters, {man['pool_tokens']:,} pool tokens, {man['training']['steps']} steps, "
       f"loss {man['training']['first_loss']:.2f} -> {man['training']['final_loss']:.2f}")
 display(ppl.rename("perplexity").to_frame())

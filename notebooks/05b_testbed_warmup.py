@@ -33,7 +33,8 @@ from IPython.display import display
 
 from gotd import testbed
 from gotd.train import LoopRecipe
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05b_testbed_warmup"
 if torch_threads:
@@ -57,7 +58,7 @@ if res.skipped:
 
 # %%
 ppl = res.nll.groupby(["split", "method", "budget"]).apply(
-    lambda g: float(torch.tensor(g["nll"].sum() / g["n_tokens"].sum()).exp())).rename("perplexity")
+    lambda g: float(torch.tensor(g["nll_sum"].sum() / g["n_tokens"].sum()).exp())).rename("perplexity")
 display(ppl.unstack("budget").round(2))
 
 # %% [markdown]

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from gotd import experiments
+from gotd.evaluate import metric_names
 from gotd.errors import GotdInputError
-from gotd.notebook_io import RunDir
+from gotd.runner.rundir import RunDir
 
 
 def _finished(folder: Path) -> Path:
@@ -94,10 +95,10 @@ def test_evaluate_models_rejects_bad_requests_before_loading_anything() -> None:
 def test_metric_names_separate_evaluations_splits_and_seed_means() -> None:
     few = pd.DataFrame({"metric": ["accuracy", "accuracy", "accuracy"], "split": ["test", "dev", "test"],
                         "seed": pd.array([0, 0, pd.NA], dtype="Int64")})
-    assert experiments._metric_names(few, "finetune") == ["finetune_accuracy", "finetune_dev_accuracy",
+    assert metric_names(few, "finetune") == ["finetune_accuracy", "finetune_dev_accuracy",
                                                            "finetune_accuracy_seed_mean"]
     zero = pd.DataFrame({"metric": ["accuracy", "macro_f1"]})
-    assert experiments._metric_names(zero, "zero-shot") == ["zero_shot_accuracy", "zero_shot_macro_f1"]
+    assert metric_names(zero, "zero-shot") == ["zero_shot_accuracy", "zero_shot_macro_f1"]
 
 
 def test_evaluation_rows_go_to_results_csv_under_the_base_model_label(tmp_path: Path) -> None:
@@ -128,9 +129,9 @@ def test_rows_are_filed_under_the_selection_a_checkpoint_was_trained_on(tmp_path
 
 
 def test_toxicity_utility_perplexity_is_named_apart_from_the_perplexity_evaluation() -> None:
-    tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll"]})
-    assert experiments._metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll"]
-    assert experiments._metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
+    tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll_per_token"]})
+    assert metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll_per_token"]
+    assert metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
 
 
 def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:

@@ -276,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train LoRA adapters (peft), merged into the saved weights")
     g.add_argument("--no-packing", action="store_const", const=False, default=argparse.SUPPRESS, dest="cfg_packing",
                    help="start every text in a new block instead of packing")
-    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <out>.checkpoints")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the last checkpoint in <out>.checkpoints (done anyway when an unfinished "
+                         "run left one there; it must come from the same model, data and settings)")
     tr.add_argument("--keep-checkpoints", action="store_true", help="keep <out>.checkpoints after success")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     tr.add_argument("--device", default=None, help="cpu forces the CPU (default: the GPU when there is one)")

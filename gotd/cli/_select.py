@@ -26,7 +26,7 @@ def _encoder(args: argparse.Namespace) -> Any:
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from gotd.pipeline import default_cache_dir
+    from gotd.stages.inputs import default_cache_dir
 
     if args.no_cache:
         return None
@@ -53,13 +53,13 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _file_or_name(value: str) -> str:
     """A path that exists (or reads as a path) made absolute from the working directory; a name as it is."""
-    from gotd.inputs import looks_like_file
+    from gotd.stages.inputs import looks_like_file
 
     return os.fspath(Path(value).expanduser().absolute()) if looks_like_file(value) else value
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from gotd.inputs import looks_like_file
+    from gotd.stages.inputs import looks_like_file
     from gotd.stages import available_methods, select_stage
 
     if args.method not in available_methods():
@@ -103,7 +103,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from gotd._io import atomic_path, check_output_is_not_input, provenance, write_json_atomic
     from gotd.data import texts_fingerprint
-    from gotd.pipeline import prepare_pool
+    from gotd.stages.inputs import prepare_pool
 
     out = Path(args.out)
     if out.is_dir():

@@ -34,11 +34,11 @@ EVALUATIONS = ("zero-shot", "perplexity", "finetune", "toxicity")
 
 METRICS: dict[str, tuple[str, ...]] = {
     "zero-shot": ("zero_shot_accuracy", "zero_shot_macro_f1"),
-    "perplexity": ("perplexity", "nll"),
+    "perplexity": ("perplexity", "nll_per_token"),
     "finetune": ("finetune_accuracy", "finetune_macro_f1", "finetune_dev_accuracy", "finetune_accuracy_seed_mean",
                  "finetune_macro_f1_seed_mean"),
     "toxicity": ("expected_max_toxicity", "toxicity_probability", "mean_toxicity", "utility_perplexity",
-                 "utility_nll"),
+                 "utility_nll_per_token"),
 }
 """The metric names each evaluation of the suite writes: the name says which evaluation measured it."""
 
@@ -126,7 +126,8 @@ def metric_names(table: pd.DataFrame, evaluation: str) -> list[str]:
 
     zero-shot: ``zero_shot_<m>``; few-label fine-tuning: ``finetune_<m>`` on test, ``finetune_dev_<m>`` on
     dev, ``finetune_<m>_seed_mean`` for the mean over seeds; toxicity: its own names, its utility
-    perplexity as ``utility_perplexity``/``utility_nll``; perplexity keeps ``perplexity`` and ``nll``.
+    perplexity as ``utility_perplexity``/``utility_nll_per_token``; perplexity keeps ``perplexity`` and
+    ``nll_per_token``.
     """
     if evaluation == "zero-shot":
         return [f"zero_shot_{m}" for m in table["metric"]]
@@ -137,7 +138,7 @@ def metric_names(table: pd.DataFrame, evaluation: str) -> list[str]:
             names.append(f"{name}_seed_mean" if pd.isna(seed) else name)
         return names
     if evaluation == "toxicity":
-        return [f"utility_{m}" if m in ("perplexity", "nll") else m for m in table["metric"]]
+        return [f"utility_{m}" if m in ("perplexity", "nll_per_token") else m for m in table["metric"]]
     return list(table["metric"])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from gotd._io import atomic_path
-from gotd.notebook_io import RESULT_COLUMNS
+from gotd.results import RESULT_COLUMNS
 from gotd.runner.grid import Point
 
 

@@ -46,14 +46,13 @@ def load_training_texts(source: Any, *, text_field: str = "text") -> tuple[list[
         if not path.exists():
             raise GotdInputError(f"training data {path} does not exist; pass a selection file written by "
                                  "`gotd select` (or any .jsonl/.parquet/.csv/.txt file of texts)")
-        sidecar = Path(str(path) + ".json")
-        if path.is_file() and sidecar.is_file():
-            from gotd.selection import load_selection
+        from gotd.selection import load_selection, sidecar_path
 
+        if path.is_file() and sidecar_path(path).is_file():
             frame, meta = load_selection(path)
             if text_field not in frame.columns:
                 raise GotdInputError(f"selection {path} has no '{text_field}' column; it was saved without the "
-                                     "pool records; write it with gotd.pipeline.write_selection or `gotd select`")
+                                     "pool records; write it with gotd.selection.save_selection or `gotd select`")
             frame = read_texts(frame[[text_field]].rename(columns={text_field: "text"}))
             data["selection"] = {k: meta.get(k) for k in ("method", "seed", "budget")}
         else:
