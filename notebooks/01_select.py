@@ -16,7 +16,7 @@
 # %% tags=["parameters"]
 run_dir: str = "reports/interactive/01_select"  # folder for results.csv, figures/ and selections/
 smoke: bool = False  # templated toy corpus instead of the built-in data, small budget: seconds, for tests
-pool: str = "demo"  # the built-in pool "demo", or a file of candidate documents
+pool: str = "builtin"  # the built-in pool "builtin", or a file of candidate documents
 pool_field: str = "text"  # text column of a pool file
 domain_field: str = "domain"  # column naming each pool row's domain, empty if the pool has none
 target: str = "rotten-tomatoes"  # a built-in task name or a file of target texts

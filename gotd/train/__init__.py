@@ -20,11 +20,8 @@ renamed into place only when complete. Checkpoints go to ``<out>.checkpoints/`` 
 are deleted after success (``keep_checkpoints=True`` keeps them); an interrupted run resumes from the
 last one with ``resume_from_checkpoint=True``.
 
-Cost on a 2-core CPU: one optimiser step of SmolLM2-135M at batch 8 x 128 tokens in fp32 takes about
-9-11 s on an idle machine (the asset survey; ``benchmarks/bench_train.py`` saw 6 s at best and medians
-of 20-55 s per step while other jobs shared the two cores), so 100 steps (~100k tokens) is a quarter of
-an hour. The ``demo`` preset stops after 20 such steps (about 3 minutes idle) and logs which share of
-the data it saw.
+The ``short`` preset stops after 20 steps of 8 x 128 tokens and logs which share of the data it saw.
+What a step costs on a given machine is measured by ``benchmarks/bench_train.py``, not stated here.
 
 An existing output folder is reused only when it is a complete output of the same model, data and
 settings, and refused otherwise (:func:`reusable_output`; ``overwrite=True`` / ``--overwrite`` trains
