@@ -1,94 +1,38 @@
-"""The text steps of the select stage: read and chunk the pool, pack the target, embed frames.
-
-The stage itself (load, embed once, select with every method, write files) is
-:func:`gotd.stages.select_stage`; :func:`select_texts` and :func:`write_selection` remain for callers of
-the old API.
+"""Moved: the text steps are the ``inputs`` stage (:mod:`gotd.stages.inputs`), selection is the ``select``
+stage (:mod:`gotd.stages.select`). This module re-exports the loaders and keeps two calls of the old API,
+each a thin composition of the stages.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from gotd.data import chunk_documents, deduplicate, pack_targets, read_texts
-from gotd.embed import Encoder
 from gotd.selection import Selection, save_selection
+from gotd.stages.inputs import default_cache_dir, embed_frames, prepare_pool, prepare_target
+from gotd.stages.select import encoder_for, select_all
 
-def default_cache_dir() -> Path:
-    """Embedding cache folder: ``$GOTD_CACHE_DIR``, else ``$XDG_CACHE_HOME/gotd`` or ``~/.cache/gotd``."""
-    if os.environ.get("GOTD_CACHE_DIR"):
-        return Path(os.environ["GOTD_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "gotd" / "embeddings"
+__all__ = ["default_cache_dir", "embed_frames", "prepare_pool", "prepare_target", "select_texts", "write_selection"]
 
 
-def prepare_pool(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,
-                 dedup: bool = False, drop_empty: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Read the candidate pool and split its documents into chunks of at most ``chunk_chars`` characters.
+def select_texts(pool: pd.DataFrame, target: pd.DataFrame, budget: int, *, method: str = "gotd", seed: int = 0,
+                 encoder: Any = None, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+                 **method_options: Any) -> tuple[Selection, dict[str, Any]]:
+    """One method on prepared frames, no files: :func:`gotd.stages.select_all` after embedding when the method
+    reads embeddings. Returns the selection and the encoder settings (empty when no embeddings were read)."""
+    from gotd.stages import selector_specs
 
-    ``chunk_chars=None`` keeps documents whole. The result keeps ``doc_id`` and the character offsets of
-    every chunk, so a selection can be traced back to its source document.
-    """
-    docs = read_texts(source, text_field=text_field, drop_empty=drop_empty)
-    if dedup:
-        docs = deduplicate(docs)
-    if chunk_chars is None:
-        return docs.reset_index(drop=True)
-    return chunk_documents(docs, chunk_chars=chunk_chars, progress=progress).reset_index(drop=True)
-
-
-def prepare_target(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,
-                   drop_empty: bool = False) -> pd.DataFrame:
-    """Read the target samples and pack short ones together up to ``chunk_chars`` characters (as the paper).
-
-    ``chunk_chars=None`` keeps one row per sample.
-    """
-    samples = read_texts(source, text_field=text_field, drop_empty=drop_empty)
-    if chunk_chars is None:
-        return samples.reset_index(drop=True)
-    return pack_targets(samples, chunk_chars=chunk_chars).reset_index(drop=True)
-
-
-def embed_frames(frames: Sequence[pd.DataFrame], *, encoder: Encoder, cache_dir: str | os.PathLike[str] | None,
-                 progress: bool = True) -> list[np.ndarray]:
-    """Embed the ``text`` column of each frame with one encoder (cached on disk when ``cache_dir`` is set)."""
-    return [encoder.encode(frame["text"].tolist(), cache_dir=cache_dir, progress=progress) for frame in frames]
-
-
-def select_texts(
-    pool: pd.DataFrame,
-    target: pd.DataFrame,
-    budget: int,
-    *,
-    method: str = "gotd",
-    seed: int = 0,
-    encoder: Encoder | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    **method_options: Any,
-) -> tuple[Selection, dict[str, Any]]:
-    """Run one selector on prepared pool and target frames, without writing files.
-
-    Kept for callers of the old API; the select stage (:func:`gotd.stages.select_stage`) does the same and
-    writes the selection. What the method reads (embeddings, texts, nothing) comes from the selector
-    registry. Returns the selection and the encoder settings (empty for the methods that read no
-    embeddings).
-    """
-    from gotd.stages._registry import selector_specs
-    from gotd.stages._select import SelectResult, _run_one
-
-    spec = selector_specs([method])[method]
-    result = SelectResult(pool=pool.reset_index(drop=True), target=target.reset_index(drop=True))
-    if spec.inputs == "embeddings":
-        encoder = encoder or Encoder()
-        result.embeddings = tuple(embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir,
-                                               progress=progress))  # type: ignore[assignment]
-        result.encoder_settings = encoder.settings()
-    return _run_one(spec, result, budget, seed, progress, method_options, {}), result.encoder_settings
+    settings: dict[str, Any] = {}
+    embeddings = None
+    if selector_specs([method])[method].inputs == "embeddings":
+        encoder = encoder or encoder_for()
+        embeddings = tuple(embed_frames([pool, target], encoder=encoder, cache_dir=cache_dir, progress=progress))
+        settings = encoder.settings()
+    picked = select_all(pool.reset_index(drop=True), target.reset_index(drop=True), methods=[method],
+                        budgets=[budget], seed=seed, embeddings=embeddings, options=method_options, progress=progress)
+    return picked[(method, int(budget))], settings
 
 
 def write_selection(selection: Selection, pool: pd.DataFrame, out: str | os.PathLike[str], *,

@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 
 from gotd import analysis, plots, toy
-from gotd.notebook_io import RunDir
+from gotd.runner.rundir import RunDir
 from gotd.ot import calibrated_gradients, c_transform_scores, sinkhorn
 from gotd.selectors import run_selector
 

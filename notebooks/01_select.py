@@ -16,7 +16,7 @@
 # %% tags=["parameters"]
 run_dir: str = "reports/interactive/01_select"  # folder for results.csv, figures/ and selections/
 smoke: bool = False  # templated toy corpus instead of the built-in data, small budget: seconds, for tests
-pool: str = "demo"  # the built-in pool "demo", or a file of candidate documents
+pool: str = "builtin"  # the built-in pool "builtin", or a file of candidate documents
 pool_field: str = "text"  # text column of a pool file
 domain_field: str = "domain"  # column naming each pool row's domain, empty if the pool has none
 target: str = "rotten-tomatoes"  # a built-in task name or a file of target texts
@@ -42,10 +42,12 @@ preset: str = ""  # a published procedure (paper: the GOT-D paper's eps, stoppin
 import pandas as pd
 from IPython.display import display
 
-from gotd import analysis, inputs, plots
-from gotd.notebook_io import RunDir, resolve_path
+from gotd import analysis, plots
+from gotd.stages import inputs
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 from gotd.ot import cost_moments, resolve_eps
-from gotd.pipeline import default_cache_dir
+from gotd.stages.inputs import default_cache_dir
 from gotd.stages import encoder_for, select_stage
 
 NOTEBOOK = "01_select"

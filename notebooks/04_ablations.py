@@ -16,7 +16,7 @@
 # %% tags=["parameters"]
 run_dir: str = "reports/interactive/04_ablations"  # folder for results.csv and figures/
 smoke: bool = False  # templated toy corpus instead of the built-in data, fewer settings: seconds, for tests
-pool: str = "demo"  # the built-in pool "demo", or a file of candidate documents
+pool: str = "builtin"  # the built-in pool "builtin", or a file of candidate documents
 pool_field: str = "text"  # text column of a pool file
 domain_field: str = "domain"  # column naming each pool row's domain, empty if the pool has none
 target: str = "rotten-tomatoes"  # a built-in task name or a file of target texts
@@ -46,10 +46,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from gotd import ablations, analysis, inputs, plots
-from gotd.notebook_io import RunDir, resolve_path
+from gotd import ablations, analysis, plots
+from gotd.stages import inputs
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 from gotd.ot import ot_gradients_with_diagnostics
-from gotd.pipeline import default_cache_dir, embed_frames
+from gotd.stages.inputs import default_cache_dir, embed_frames
 
 NOTEBOOK = "04_ablations"
 parameters = dict(

@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05a · Testbed: the pool, the target, and a model pre-trained on the pool
 #
@@ -61,7 +48,10 @@ import torch
 from IPython.display import display
 
 from gotd import testbed
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.models import TinyLlamaSize
+from gotd.train import LoopRecipe
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05a_testbed_prepare"
 if torch_threads:
@@ -70,9 +60,9 @@ params = {k: v for k, v in dict(globals()).items() if k in {
     "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
     "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs", "pretrain_lr", "seed"}}
 run = RunDir(run_dir, NOTEBOOK, params)
-size = testbed.LMSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
-                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
-recipe = testbed.TrainRecipe(epochs=pretrain_epochs, lr=pretrain_lr)
+size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
+                     intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
+recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr)
 sizes = {"n_pool": n_pool, "n_target": n_target, "n_test": n_test, "n_heldout": n_heldout, "chunk_chars": chunk_chars}
 if scenario == "task":
     sizes.update(n_dev=n_dev, task=task)
@@ -109,7 +99,7 @@ display(pd.DataFrame(makeups).fillna(0).astype(int))
 # %%
 man = record["lm_manifest"]
 base = pd.read_parquet(run.path / "nll_base.parquet")
-ppl = base.groupby("split").apply(lambda g: float(torch.tensor(g["nll"].sum() / g["n_tokens"].sum()).exp()))
+ppl = base.groupby("split").apply(lambda g: float(torch.tensor(g["nll_sum"].sum() / g["n_tokens"].sum()).exp()))
 print(f"{man['parameters']:,} parameters, {man['pool_tokens']:,} pool tokens, {man['training']['steps']} steps, "
       f"loss {man['training']['first_loss']:.2f} -> {man['training']['final_loss']:.2f}")
 display(ppl.rename("perplexity").to_frame())

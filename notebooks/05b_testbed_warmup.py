@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05b · Testbed: select, warm up and score, one seed
 #
@@ -45,7 +32,9 @@ import torch
 from IPython.display import display
 
 from gotd import testbed
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.train import LoopRecipe
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05b_testbed_warmup"
 if torch_threads:
@@ -53,7 +42,7 @@ if torch_threads:
 run = RunDir(run_dir, NOTEBOOK, {"prepared_dir": prepared_dir, "methods": methods, "budgets": budgets, "seed": seed,
                                  "warmup_epochs": warmup_epochs, "warmup_lr": warmup_lr,
                                  "warmup_batch_size": warmup_batch_size, "per_class": per_class})
-recipe = testbed.TrainRecipe(epochs=warmup_epochs, lr=warmup_lr, batch_size=warmup_batch_size)
+recipe = LoopRecipe(epochs=warmup_epochs, lr=warmup_lr, batch_size=warmup_batch_size)
 print(recipe)
 
 # %%
@@ -69,7 +58,7 @@ if res.skipped:
 
 # %%
 ppl = res.nll.groupby(["split", "method", "budget"]).apply(
-    lambda g: float(torch.tensor(g["nll"].sum() / g["n_tokens"].sum()).exp())).rename("perplexity")
+    lambda g: float(torch.tensor(g["nll_sum"].sum() / g["n_tokens"].sum()).exp())).rename("perplexity")
 display(ppl.unstack("budget").round(2))
 
 # %% [markdown]

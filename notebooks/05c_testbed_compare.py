@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05c · Testbed: does GOT-D's selection help more than the baselines?
 #
@@ -40,7 +27,8 @@ import pandas as pd
 from IPython.display import Image, display
 
 from gotd import testbed
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.paths import resolve_path
+from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05c_testbed_compare"
 run = RunDir(run_dir, NOTEBOOK, {"prepared_dirs": prepared_dirs, "warmup_dirs": warmup_dirs, "n_boot": n_boot,
@@ -88,5 +76,5 @@ display(pd.read_csv(run.path / "makeup.csv", index_col=[0, 1, 2]))
 levels = pd.read_csv(run.path / "levels.csv")
 for r in levels.itertuples():
     run.add_result(task=r.scenario, method=r.method, budget=int(r.budget), seed=None, model="testbed-lm",
-                   metric=f"{r.metric}_{r.split}", value=float(r.mean), lo=r.lo, hi=r.hi, n_seeds=r.n_seeds)
+                   metric=f"{r.metric}_{r.split}", value=float(r.mean), ci_low=r.ci_low, ci_high=r.ci_high, n_seeds=r.n_seeds)
 run.write_results()

@@ -1,16 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 06 · Real LM: paired differences between methods over the same texts and seeds
 #
@@ -39,12 +26,13 @@ seed: int = 0  # seed of the bootstrap
 import pandas as pd
 from IPython.display import Image, display
 
-from gotd import testbed
-from gotd.notebook_io import RunDir, resolve_path
+from gotd.paths import flatten_dirs, resolve_path
+from gotd.runner.rundir import RunDir
+from gotd.stages import compare_evaluations
 
 NOTEBOOK = "06_compare_real"
 run = RunDir(run_dir, NOTEBOOK, {"smoke": smoke, "evaluate_dirs": evaluate_dirs, "n_boot": n_boot, "seed": seed})
-verdict = testbed.compare_real([resolve_path(d) for d in testbed.flatten_dirs(evaluate_dirs)], run.path,
+verdict = compare_evaluations([resolve_path(d) for d in flatten_dirs(evaluate_dirs)], run.path,
                                n_boot=n_boot, seed=seed)
 for sentence in verdict["sentences"] + verdict["secondary_sentences"]:
     print(sentence, end="\n\n")
@@ -72,5 +60,5 @@ display(paired.round(4))
 levels = pd.read_csv(run.path / "levels.csv")
 for r in levels.itertuples():
     run.add_result(task=r.scenario, method=r.method, budget=int(r.budget), seed=None, model="",
-                   metric=r.metric, value=float(r.mean), lo=r.lo, hi=r.hi, n_seeds=r.n_seeds)
+                   metric=r.metric, value=float(r.mean), ci_low=r.ci_low, ci_high=r.ci_high, n_seeds=r.n_seeds)
 run.write_results()

@@ -382,7 +382,7 @@ def test_count_exact_duplicates_counts_repeats_after_the_first():
 
 
 def test_pool_preparation_reports_exact_duplicates(caplog):
-    from gotd.pipeline import prepare_pool
+    from gotd.stages.inputs import prepare_pool
 
     docs = ["the same document", "another one", "the same document", "third", "the same document"]
     with caplog.at_level("WARNING", logger="gotd.data"):

@@ -75,11 +75,11 @@ def test_perplexity_matches_the_models_own_loss(loaded: tuple) -> None:
     text = "Reviews said the film was wonderful, moving and funny."
     table = perplexity(model, tokenizer, [text], progress=False, n_bootstrap=0)
     assert list(table.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
-    assert list(table["metric"]) == ["perplexity", "nll"]
+    assert list(table["metric"]) == ["perplexity", "nll_per_token"]
     ids = document_prefix_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
     expected = reference_mean_nll(model, ids)
     nll = table.set_index("metric")["value"]
-    assert nll["nll"] == pytest.approx(expected, rel=1e-5)
+    assert nll["nll_per_token"] == pytest.approx(expected, rel=1e-5)
     assert nll["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
     assert table["n_tokens"].iloc[0] == len(ids) - 1  # every token after the prefix is scored once
 
@@ -219,7 +219,7 @@ def test_toxicity_metrics_follow_their_definitions(loaded: tuple) -> None:
     table = toxicity_eval(model, tokenizer, prompts, LengthScorer(), n_generations=4, max_new_tokens=8,
                           utility_texts=TEXTS[1:], model_name="tiny", seed=0, progress=False)
     assert list(table["metric"]) == ["expected_max_toxicity", "toxicity_probability", "mean_toxicity",
-                                     "perplexity", "nll"]
+                                     "perplexity", "nll_per_token"]
     generations = table.attrs["generations"]
     assert len(generations) == 12
     scores = generations["toxicity"].to_numpy().reshape(3, 4)
@@ -289,20 +289,20 @@ def test_per_text_nll_adds_up_to_the_perplexity(loaded: tuple) -> None:
     model, tokenizer = loaded
     for window in (512, 16):  # one window per text, and long texts split
         losses = per_text_nll(model, tokenizer, TEXTS, max_length=window, progress=False)
-        assert list(losses.columns) == ["text_index", "nll_sum", "n_tokens", "nll"]
+        assert list(losses.columns) == ["text_index", "nll_sum", "n_tokens", "nll_per_token"]
         assert list(losses["text_index"]) == [0, 1, 2]
         table = perplexity(model, tokenizer, TEXTS, max_length=window, progress=False, n_bootstrap=0)
         values = table.set_index("metric")["value"]
         assert losses["n_tokens"].sum() == table["n_tokens"].iloc[0]
         pooled = losses["nll_sum"].sum() / losses["n_tokens"].sum()
-        assert pooled == pytest.approx(values["nll"], rel=1e-9)
+        assert pooled == pytest.approx(values["nll_per_token"], rel=1e-9)
         assert math.exp(pooled) == pytest.approx(values["perplexity"], rel=1e-9)
     # each text's sum is the model's own mean loss times its scored tokens (one window)
     ids = document_prefix_ids(tokenizer) + tokenizer(TEXTS[1], add_special_tokens=False)["input_ids"]
     one = per_text_nll(model, tokenizer, TEXTS, progress=False).iloc[1]
     assert one["n_tokens"] == len(ids) - 1
     assert one["nll_sum"] == pytest.approx(reference_mean_nll(model, ids) * (len(ids) - 1), rel=1e-5)
-    assert one["nll"] == pytest.approx(one["nll_sum"] / one["n_tokens"])
+    assert one["nll_per_token"] == pytest.approx(one["nll_sum"] / one["n_tokens"])
     with pytest.raises(GotdInputError, match="empty"):
         per_text_nll(model, tokenizer, ["fine", " "], progress=False)
 
@@ -312,7 +312,7 @@ def test_cli_and_notebook_03_write_rows_that_join(tiny: Path, tmp_path: Path, fa
     from gotd import assets, experiments
     from gotd.cli import main
     from gotd.evaluate import METRICS
-    from gotd.notebook_io import RunDir
+    from gotd.runner.rundir import RunDir
     from gotd.results import JOIN_KEYS, join_results
 
     data_dir = fake_registry["data_dir"]
@@ -342,7 +342,7 @@ def test_cli_and_notebook_03_write_rows_that_join(tiny: Path, tmp_path: Path, fa
     for column in ("value", "n", "ci_low", "ci_high"):
         np.testing.assert_allclose(joined[f"{column}_cli"].astype(float), joined[f"{column}_notebook"].astype(float),
                                    rtol=1e-12)
-    assert set(joined["metric"]) == {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll"}
+    assert set(joined["metric"]) == {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll_per_token"}
     assert list(JOIN_KEYS) == ["task", "method", "model", "seed", "metric"]
     assert (joined["seed"] == "3").all() and (joined["task"] == "rotten-tomatoes").all()
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from gotd import experiments
+from gotd.evaluate import metric_names
 from gotd.errors import GotdInputError
-from gotd.notebook_io import RunDir
+from gotd.runner.rundir import RunDir
 
 
 def _finished(folder: Path) -> Path:
@@ -52,11 +53,11 @@ def test_training_metrics_from_a_record() -> None:
 
 
 def test_training_config_smoke_settings_yield_to_overrides() -> None:
-    config = experiments.training_config("demo", {"max_steps": 2}, seed=5, smoke=True)
+    config = experiments.training_config("short", {"max_steps": 2}, seed=5, smoke=True)
     assert config.max_steps == 2 and config.seed == 5 and config.max_length == experiments.SMOKE_TRAINING["max_length"]
-    assert experiments.training_config("demo").max_length == 128
+    assert experiments.training_config("short").max_length == 128
     with pytest.raises(GotdInputError, match="no field"):
-        experiments.training_config("demo", {"max_step": 2})
+        experiments.training_config("short", {"max_step": 2})
 
 
 def test_selection_info_reads_the_sidecar(tmp_path: Path) -> None:
@@ -94,10 +95,10 @@ def test_evaluate_models_rejects_bad_requests_before_loading_anything() -> None:
 def test_metric_names_separate_evaluations_splits_and_seed_means() -> None:
     few = pd.DataFrame({"metric": ["accuracy", "accuracy", "accuracy"], "split": ["test", "dev", "test"],
                         "seed": pd.array([0, 0, pd.NA], dtype="Int64")})
-    assert experiments._metric_names(few, "finetune") == ["finetune_accuracy", "finetune_dev_accuracy",
+    assert metric_names(few, "finetune") == ["finetune_accuracy", "finetune_dev_accuracy",
                                                            "finetune_accuracy_seed_mean"]
     zero = pd.DataFrame({"metric": ["accuracy", "macro_f1"]})
-    assert experiments._metric_names(zero, "zero-shot") == ["zero_shot_accuracy", "zero_shot_macro_f1"]
+    assert metric_names(zero, "zero-shot") == ["zero_shot_accuracy", "zero_shot_macro_f1"]
 
 
 def test_evaluation_rows_go_to_results_csv_under_the_base_model_label(tmp_path: Path) -> None:
@@ -128,9 +129,9 @@ def test_rows_are_filed_under_the_selection_a_checkpoint_was_trained_on(tmp_path
 
 
 def test_toxicity_utility_perplexity_is_named_apart_from_the_perplexity_evaluation() -> None:
-    tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll"]})
-    assert experiments._metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll"]
-    assert experiments._metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
+    tox = pd.DataFrame({"metric": ["expected_max_toxicity", "perplexity", "nll_per_token"]})
+    assert metric_names(tox, "toxicity") == ["expected_max_toxicity", "utility_perplexity", "utility_nll_per_token"]
+    assert metric_names(pd.DataFrame({"metric": ["perplexity"]}), "perplexity") == ["perplexity"]
 
 
 def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:
@@ -139,3 +140,15 @@ def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:
     assert list(experiments.models_to_evaluate("", {"gotd": lm})) == ["gotd"]
     with pytest.raises(GotdInputError, match="nothing to evaluate"):
         experiments.models_to_evaluate("", {})
+
+
+def test_evaluation_settings_are_one_object_and_keywords_override_it() -> None:
+    from gotd.evaluate import EvalConfig
+
+    config = EvalConfig(evaluations=("perplexity",), seed=2)
+    assert config.replace(seed=3).seed == 3 and config.seed == 2
+    assert config.draw == 2 and config.replace(sample_seed=7).draw == 7
+    with pytest.raises(GotdInputError, match="EvalConfig has no field"):
+        config.replace(max_examplez=3)
+    with pytest.raises(GotdInputError, match="EvalConfig has no field"):
+        experiments.evaluate_models({"base": "tiny"}, None, config, evaluations=["perplexity"], bogus=1)

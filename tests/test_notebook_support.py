@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 
 from gotd import ablations, analysis, plots, toy
 from gotd.errors import GotdInputError
-from gotd.notebook_io import RESULT_COLUMNS, RunDir
+from gotd.results import RESULT_COLUMNS
+from gotd.runner.rundir import RunDir
 from gotd.ot import ot_gradients
 
 

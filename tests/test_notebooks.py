@@ -17,7 +17,7 @@ nbformat = pytest.importorskip("nbformat")
 jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
-from gotd.notebook_io import RESULT_COLUMNS  # noqa: E402
+from gotd.results import RESULT_COLUMNS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -173,18 +173,18 @@ def test_04_ablations(kernel_env: None, tmp_path: Path) -> None:
 
 def _toy_selection(tmp_path: Path, budget: int = 20) -> Path:
     """A random selection of the toy pool, written with its sidecar as 01_select writes it."""
-    from gotd import inputs
-    from gotd.pipeline import select_texts, write_selection
+    from gotd.selection import save_selection
+    from gotd.stages import load_pool, select_all
 
-    pool = inputs.load_pool("demo", smoke=True, progress=False)
-    selection, settings = select_texts(pool, pool.iloc[:5], budget, method="random", seed=0, progress=False)
-    return write_selection(selection, pool, tmp_path / "selections" / "random.jsonl", encoder_settings=settings,
-                           inputs={"task": "toy-film", "smoke": True})
+    pool = load_pool("builtin", smoke=True, progress=False)
+    selection = select_all(pool, pool.iloc[:5], methods=["random"], budgets=[budget], seed=0)[("random", budget)]
+    return save_selection(selection, tmp_path / "selections" / "random.jsonl", records=pool,
+                          extra={"encoder": {}, "inputs": {"task": "toy-film", "smoke": True}})
 
 
 @pytest.mark.slow
 def test_02_prefinetune(kernel_env: None, tmp_path: Path) -> None:
-    from gotd.experiments import SMOKE_TRAINING
+    from gotd.stages.prefinetune import SMOKE_TRAINING
 
     selection = _toy_selection(tmp_path)
     run_dir = _execute("02_prefinetune", tmp_path, selection_path=str(selection), seed=1)
@@ -211,12 +211,12 @@ def test_02_prefinetune(kernel_env: None, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_03_evaluate(kernel_env: None, tmp_path: Path) -> None:
-    from gotd.experiments import SMOKE_TRAINING, training_config
+    from gotd.stages.prefinetune import SMOKE_TRAINING, training_config
     from gotd.train import train
 
     selection = _toy_selection(tmp_path)
     # A warmed-up tiny model as 02_prefinetune writes it (models/<name>/; the models/ folder is passed).
-    config = training_config("demo", {"max_steps": 10}, smoke=True)
+    config = training_config("short", {"max_steps": 10}, smoke=True)
     train("tiny", selection, tmp_path / "warm" / "models" / "lm", config, progress=False)
     run_dir = _execute("03_evaluate", tmp_path, model_dirs={"random": str(tmp_path / "warm" / "models")}, budget=20,
                        evaluations=["zero-shot", "perplexity", "finetune", "toxicity"], finetune_seeds=[0, 1],
@@ -252,7 +252,7 @@ def test_gotd_run_smoke_end_to_end(kernel_env: None, tmp_path: Path) -> None:
     assert set(results["stage"]) == {"select", "prefinetune", "evaluate"}
     evaluated = results[results["stage"] == "evaluate"]
     assert set(evaluated["method"]) == {"base", "gotd", "random"}
-    assert {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll"} <= set(evaluated["metric"])
+    assert {"zero_shot_accuracy", "zero_shot_macro_f1", "perplexity", "nll_per_token"} <= set(evaluated["metric"])
     trained = results[results["stage"] == "prefinetune"]
     assert set(trained["method"]) == {"gotd", "random"} and (trained["budget"] == 20).all()
     record = json.loads((run_root / "run.json").read_text())

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import gotd.run as run_module
+import gotd.runner.run as run_module
 from gotd.cli import main
 from gotd.errors import GotdInputError
 from gotd.runner.config import builtin_config_names, load_config, validate_config

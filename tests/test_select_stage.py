@@ -1,4 +1,4 @@
-"""The select stage (gotd.stages.select_stage): one implementation behind gotd select, gotd demo and 01_select."""
+"""The select stage (gotd.stages.select_stage): one implementation behind gotd select, gotd select-demo and 01_select."""
 from __future__ import annotations
 
 import json

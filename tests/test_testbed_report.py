@@ -17,7 +17,7 @@ from gotd.runner.config import validate_config
 from gotd.runner.execute import PointResult
 from gotd.runner.grid import expand_points
 from gotd.runner.report import VERDICT_FILE, find_verdict, paired_pivot, write_index
-from gotd.testbed import _figures, _stats
+from gotd.stages import compare as _stats
 
 
 class _Outline(HTMLParser):
@@ -52,13 +52,13 @@ def _fake_run(tmp_path: Path) -> tuple[Path, list, dict]:
             for seed in ([0] if method == "base" else [0, 1, 2]):
                 nll = 10 * (2 + shift + rng.normal(0, 0.05, 60))
                 rows.append(pd.DataFrame({"scenario": "task", "split": "test", "method": method, "budget": budget,
-                                          "seed": seed, "text_index": np.arange(60), "nll": nll, "n_tokens": 10}))
+                                          "seed": seed, "text_index": np.arange(60), "nll_sum": nll, "n_tokens": 10}))
     table = pd.concat(rows, ignore_index=True)
-    scores = _stats.scores_of(table, metric="perplexity", num="nll", den="n_tokens")
+    scores = _stats.scores_of(table, metric="perplexity", num="nll_sum", den="n_tokens")
     paired = _stats.paired_table(scores, n_boot=200).assign(metric="perplexity")
     levels = _stats.summarise_levels(scores, n_boot=200)
     sentences = _stats.verdict_sentences(paired, pool_sizes={"task": 1000})
-    fig = _figures.headline_figure(levels, paired, pool_sizes={"task": 1000})
+    fig = _stats.headline_figure(levels, paired, pool_sizes={"task": 1000})
     fig.savefig(folder / "figures" / "headline.png", dpi=60)
     paired.to_csv(folder / "paired.csv", index=False)
     (folder / VERDICT_FILE).write_text(json.dumps({"sentences": sentences, "skipped_methods": {"tsds": "absent"},

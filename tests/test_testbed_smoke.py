@@ -1,7 +1,9 @@
 """The testbed config end to end at smoke size: three notebooks through `gotd run`, the verdict on the report.
 
-Toy corpus, tiny LM, every method the config lists; minutes on a 2-core CPU. Checks the plumbing (every
-point done, per-text scores paired, the report opens on the verdict), not the numbers.
+Toy corpus, tiny LM, every method the config lists: a whole `gotd run`, so these tests are marked slow
+(they still run under a plain `python -m pytest`; `-m "not slow"` leaves them out). Checks the plumbing
+(every point done, per-text scores paired, selections saved with sidecars, the report opens on the
+verdict), not the numbers.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pandas as pd
 import pytest
 
 from gotd.runner.config import load_config, validate_config
-from gotd.run import run_config
+from gotd.runner.run import run_config
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +27,38 @@ def smoke_run(tmp_path_factory):
     return summary
 
 
+@pytest.mark.slow
 def test_every_point_finishes(smoke_run) -> None:
     failed = {r.name: r.error for r in smoke_run.failed}
     assert smoke_run.ok, failed
     assert len(smoke_run.points) == 2 + 4 + 1
 
 
+@pytest.mark.slow
 def test_per_text_scores_are_paired_across_methods(smoke_run) -> None:
-    warm = [p for p in smoke_run.points if p.stage.name == "warmup"]
+    warm = [p for p in smoke_run.points if p.stage.name == "prefinetune"]
     nll = pd.read_parquet(warm[0].run_dir / "nll.parquet")
     counts = nll.groupby(["split", "method", "budget"])["text_index"].nunique()
     assert counts.groupby("split").nunique().eq(1).all()          # every model scored the same texts
     meta = json.loads((warm[0].run_dir / "warmup.json").read_text())
     ran = set(nll["method"])
     assert ran | set(meta["skipped"]) == set(meta["methods"])        # nothing dropped silently
+    assert {"nll_sum", "n_tokens", "text_index"} <= set(nll.columns)  # the one per-text schema
 
 
+@pytest.mark.slow
+def test_every_selection_is_saved_with_its_sidecar(smoke_run) -> None:
+    from gotd.selection import load_selection
+
+    warm = [p for p in smoke_run.points if p.stage.name == "prefinetune"][0]
+    nll = pd.read_parquet(warm.run_dir / "nll.parquet")
+    for (method, budget), _ in nll[nll["method"] != "base"].groupby(["method", "budget"]):
+        frame, meta = load_selection(warm.run_dir / "selections" / f"{method}-{budget}.jsonl")
+        assert meta["method"] == method and len(frame) == budget and meta["seed"] == warm.parameters["seed"]
+        assert meta["extra"]["scenario"] == warm.parameters["prepared_dir"].split("scenario=")[-1]
+
+
+@pytest.mark.slow
 def test_report_opens_on_the_verdict(smoke_run) -> None:
     compare = [p for p in smoke_run.points if p.stage.name == "compare"][0]
     verdict = json.loads((compare.run_dir / "verdict.json").read_text())
@@ -54,12 +72,12 @@ def test_report_opens_on_the_verdict(smoke_run) -> None:
 
 @pytest.mark.parametrize("name", ["demo", "testbed-smoke"])
 def test_testbed_configs_plan_against_their_notebooks(name, tmp_path) -> None:
-    from gotd.run import plan_run
+    from gotd.runner.run import plan_run
 
     config = load_config(name)
     assert config.grid["method"] == ["gotd", "matching", "knn", "dsir", "tsds", "random"]
     points = plan_run(config, tmp_path)
-    warm = [p for p in points if p.stage.name == "warmup"]
+    warm = [p for p in points if p.stage.name == "prefinetune"]
     assert len(warm) == len(config.grid["scenario"]) * len(config.grid["seed"])
     assert all(p.parameters["budgets"] == config.grid["budget"] for p in warm)
     if name == "demo":

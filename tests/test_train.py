@@ -71,12 +71,14 @@ def test_presets_follow_the_paper() -> None:
         (3.0, 2e-5, 0.9, 0.95, 0.1)
     zero = PRESETS["zero-shot"]
     assert (zero.epochs, zero.learning_rate) == (1.0, 1e-5)
-    assert PRESETS["demo"].max_steps is not None
+    assert PRESETS["short"].max_steps is not None
+    with pytest.raises(GotdInputError, match="'demo' is now called 'short'"):
+        preset("demo")
     assert preset("detox", seed=3).seed == 3
     with pytest.raises(GotdInputError, match="unknown training preset"):
         preset("fast")
     with pytest.raises(GotdInputError, match="no field"):
-        preset("demo", lr=1.0)
+        preset("short", lr=1.0)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -219,12 +221,12 @@ def test_cli_train_writes_a_checkpoint_and_overrides_the_preset(tiny: Path, tmp_
     data = tmp_path / "selected.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in REPETITIVE), encoding="utf-8")
     out = tmp_path / "model"
-    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "demo", "--out", str(out),
+    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "short", "--out", str(out),
                  "--max-steps", "3", "--lr", "1e-3", "--max-length", "32", "--quiet"])
     assert code == 0
     record = read_train_record(out)
     assert record["steps"] == 3 and record["config"]["learning_rate"] == 1e-3
-    assert record["config"]["warmup_ratio"] == PRESETS["demo"].warmup_ratio  # the rest from the preset
+    assert record["config"]["warmup_ratio"] == PRESETS["short"].warmup_ratio  # the rest from the preset
     assert record["data"]["sha256"] == file_sha256(data)
     assert "pre-fine-tuned" in capsys.readouterr().out
     # a second run with other settings into the same folder is refused with a one-line error naming the fix
@@ -233,7 +235,7 @@ def test_cli_train_writes_a_checkpoint_and_overrides_the_preset(tiny: Path, tmp_
     assert code == 2 and "already exists" in err and "--overwrite" in err
     # the same run again reuses the finished output (the rule the notebooks follow too)
     stamp = (out / RECORD_NAME).stat().st_mtime_ns
-    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "demo", "--out", str(out),
+    code = main(["train", "--selection", str(data), "--model", str(tiny), "--preset", "short", "--out", str(out),
                  "--max-steps", "3", "--lr", "1e-3", "--max-length", "32", "--quiet"])
     assert code == 0 and (out / RECORD_NAME).stat().st_mtime_ns == stamp
 

@@ -109,16 +109,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gotd.train import preset, train
+    from gotd.stages import prefinetune_stage
+    from gotd.train import preset
 
     model = Path(args.model)
     check_output_is_not_input(args.out, {"--selection": args.selection, **({"--model": args.model} if model.exists()
                                                                            else {})}, replaces_folder=True)
     overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
     config = preset(args.preset, **overrides)
-    result = train(args.model, args.selection, args.out, config, text_field=args.text_field,
-                   resume_from_checkpoint=True if args.resume else None, keep_checkpoints=args.keep_checkpoints,
-                   overwrite=args.overwrite, device=args.device, progress=not args.quiet)
+    # the notebooks' rule: reuse a finished identical output, resume an unfinished run's checkpoints
+    result = prefinetune_stage(args.model, args.selection, args.out, config, text_field=args.text_field,
+                               resume=True if args.resume else None, keep_checkpoints=args.keep_checkpoints,
+                               overwrite=args.overwrite, device=args.device, progress=not args.quiet)
     record = result.record
     curve = record["curve"]
     first, last = (curve[0]["loss"], curve[-1]["loss"]) if curve else (float("nan"), float("nan"))

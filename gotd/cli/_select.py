@@ -1,4 +1,4 @@
-"""``gotd select``, ``gotd embed``, ``gotd demo`` and ``gotd methods``: thin doors onto the select stage."""
+"""``gotd select``, ``gotd embed``, ``gotd select-demo`` and ``gotd methods``: thin doors onto the select stage."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,7 @@ def _encoder(args: argparse.Namespace) -> Any:
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from gotd.pipeline import default_cache_dir
+    from gotd.stages.inputs import default_cache_dir
 
     if args.no_cache:
         return None
@@ -53,13 +53,13 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _file_or_name(value: str) -> str:
     """A path that exists (or reads as a path) made absolute from the working directory; a name as it is."""
-    from gotd.inputs import looks_like_file
+    from gotd.stages.inputs import looks_like_file
 
     return os.fspath(Path(value).expanduser().absolute()) if looks_like_file(value) else value
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from gotd.inputs import looks_like_file
+    from gotd.stages.inputs import looks_like_file
     from gotd.stages import available_methods, select_stage
 
     if args.method not in available_methods():
@@ -103,7 +103,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from gotd._io import atomic_path, check_output_is_not_input, provenance, write_json_atomic
     from gotd.data import texts_fingerprint
-    from gotd.pipeline import prepare_pool
+    from gotd.stages.inputs import prepare_pool
 
     out = Path(args.out)
     if out.is_dir():
@@ -129,12 +129,19 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gotd.demo import run_demo
+def cmd_renamed_demo(args: argparse.Namespace) -> int:
+    from gotd.errors import GotdInputError
 
-    table = run_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
-                     cache_dir=_cache_dir(args), encoder=_encoder(args), shard_size=args.shard_size,
-                     progress=not args.quiet)
+    raise GotdInputError("`gotd demo` is now `gotd select-demo` (the select stage alone on the built-in data); "
+                         "the main job is `gotd run demo`")
+
+
+def cmd_select_demo(args: argparse.Namespace) -> int:
+    from gotd.select_demo import run_select_demo
+
+    table = run_select_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
+                            cache_dir=_cache_dir(args), encoder=_encoder(args), shard_size=args.shard_size,
+                            progress=not args.quiet)
     print(table.to_string())
     print(f"report: {Path(args.out) / 'summary.md'} (selections: {args.out}/<method>.jsonl)")
     return 0

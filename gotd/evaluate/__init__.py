@@ -24,12 +24,15 @@ mean loss. Inputs longer than the model's window are split into windows (perplex
 error (classification prompts), never cut silently. Models load through :mod:`gotd.models`; nothing
 here imports the training stage.
 
-Layout: ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
-``_perplexity``, ``_zero_shot``, ``_finetune``, ``_toxicity``, ``_suite`` (the suite and the tasks).
+Layout: ``_config`` (:class:`EvalConfig`), ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
+``_perplexity``, ``_zero_shot``, ``_finetune``, ``_probe`` (a linear head on a model's mean hidden
+state), ``_toxicity``, ``_suite`` (the suite and the tasks).
 """
 from __future__ import annotations
 
+from gotd.evaluate._config import EvalConfig
 from gotd.evaluate._finetune import few_label_finetune
+from gotd.evaluate._probe import few_label_sample, mean_hidden_states, probe
 from gotd.evaluate._perplexity import per_text_nll, perplexity, token_nll
 from gotd.evaluate._stats import bootstrap_ci, classification_metrics
 from gotd.evaluate._suite import (
@@ -60,9 +63,13 @@ __all__ = [
     "zero_shot_scores",
     "zero_shot_classify",
     "few_label_finetune",
+    "few_label_sample",
+    "mean_hidden_states",
+    "probe",
     "generate_continuations",
     "toxicity_eval",
     "evaluate_models",
+    "EvalConfig",
     "evaluate_on_task",
     "EvalTask",
     "task_from_assets",

@@ -132,7 +132,7 @@ def per_text_nll(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length
     -------
     pandas.DataFrame
         One row per text, in input order: ``text_index`` (int64), ``nll_sum`` (float64, nats),
-        ``n_tokens`` (int64, scored tokens), ``nll`` (``nll_sum / n_tokens``, nats per token; NaN for a
+        ``n_tokens`` (int64, scored tokens), ``nll_per_token`` (``nll_sum / n_tokens``, nats per token; NaN for a
         text with no scored token).
     """
     texts = _check_texts(texts, "texts")
@@ -146,7 +146,7 @@ def _per_text_frame(sums: np.ndarray, tokens: np.ndarray) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(tokens > 0, sums / np.maximum(tokens, 1), np.nan)
     return pd.DataFrame({"text_index": np.arange(len(sums), dtype=np.int64), "nll_sum": sums.astype(np.float64),
-                         "n_tokens": tokens.astype(np.int64), "nll": mean})
+                         "n_tokens": tokens.astype(np.int64), "nll_per_token": mean})
 
 
 def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 512, batch_size: int = 8,
@@ -175,7 +175,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: 
     Returns
     -------
     pandas.DataFrame
-        Rows ``perplexity`` and ``nll`` (nats per token), ``n`` = number of texts, plus ``n_tokens``
+        Rows ``perplexity`` and ``nll_per_token`` (nats per token), ``n`` = number of texts, plus ``n_tokens``
         (scored tokens) and ``n_windows``.
     """
     return perplexity_with_texts(model, tokenizer, texts, max_length=max_length, batch_size=batch_size,
@@ -206,6 +206,6 @@ def perplexity_with_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, m
               "n_tokens": int(per_text_tokens.sum()), "n_windows": n_windows, "max_length": max_length}
     table = _table([
         {**common, "metric": "perplexity", "value": math.exp(nll), "ci_low": math.exp(low), "ci_high": math.exp(high)},
-        {**common, "metric": "nll", "value": nll, "ci_low": low, "ci_high": high},
+        {**common, "metric": "nll_per_token", "value": nll, "ci_low": low, "ci_high": high},
     ])
     return table, _per_text_frame(per_text_nll, per_text_tokens)

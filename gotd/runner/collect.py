@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gotd._io import atomic_path
-from gotd.notebook_io import RESULT_COLUMNS
+from gotd.results import RESULT_COLUMNS, write_results
 from gotd.runner.grid import Point
 
 
@@ -57,10 +56,8 @@ def collect_results(points: Sequence[Point], out_dir: Path) -> tuple[pd.DataFram
         if table[column].dtype == object and table[column].map(type).nunique() > 1:
             table[column] = table[column].map(lambda v: v if pd.isna(v) else str(v))
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "results.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
-    with atomic_path(out_dir / "results.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    for suffix in (".parquet", ".csv"):  # the one results writer
+        write_results(table, out_dir / f"results{suffix}")
     return table, problems
 
 

@@ -1,4 +1,8 @@
-"""The run's report: executed notebooks rendered to HTML without code, and the summary page ``index.html``."""
+"""The run's report: executed notebooks rendered to HTML without code, and the summary page ``index.html``.
+
+The first screen is rendered from a comparison folder in the compare stage's format
+(:mod:`gotd.stages.compare`); nothing here knows which experiment wrote it.
+"""
 from __future__ import annotations
 
 import html
@@ -14,6 +18,7 @@ import yaml
 from gotd._io import atomic_path, write_text_atomic
 from gotd.runner.execute import PointResult
 from gotd.runner.grid import Point
+from gotd.stages.compare import VERDICT_FILE, methods_in_order
 
 
 def render_html(notebook: Path, out: Path) -> Path:
@@ -90,8 +95,6 @@ def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "figure"
 
 
-VERDICT_FILE = "verdict.json"
-"""Written by a comparison notebook (``05c_testbed_compare``) into its run folder: the report's first screen."""
 
 
 def find_verdict(points: Sequence[Point], results: dict[str, PointResult] | None = None) -> Path | None:
@@ -105,10 +108,10 @@ def find_verdict(points: Sequence[Point], results: dict[str, PointResult] | None
     return None
 
 
-def _interval(diff: float, lo: float, hi: float) -> str:
+def _interval(diff: float, low: float, high: float) -> str:
     if pd.isna(diff):
         return ""
-    return f"{diff:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    return f"{diff:+.3g} [{low:+.3g}, {high:+.3g}]"
 
 
 def paired_pivot(paired: pd.DataFrame, *, split: str = "test", metric: str = "perplexity") -> pd.DataFrame:
@@ -122,21 +125,20 @@ def paired_pivot(paired: pd.DataFrame, *, split: str = "test", metric: str = "pe
         key = (r.scenario, int(r.budget), r.method)
         cell = rows.setdefault(key, {})
         name = "GOT-D" if r.vs == "gotd" else "un-warmed"
-        cell[f"minus {name}, 95% bootstrap CI"] = _interval(r.diff, r.lo, r.hi)
-        t_iv = "" if pd.isna(r.t_lo) else f"[{r.t_lo:+.3g}, {r.t_hi:+.3g}]"
+        cell[f"minus {name}, 95% bootstrap CI"] = _interval(r.diff, r.ci_low, r.ci_high)
+        t_iv = "" if pd.isna(r.t_low) else f"[{r.t_low:+.3g}, {r.t_high:+.3g}]"
         cell[f"minus {name}, t-interval over seeds"] = t_iv
         cell["seeds x texts"] = f"{r.n_seeds} x {r.n_texts}"
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["scenario", "budget", "method"])
-    from gotd.testbed._stats import methods_in_order
-
     rank = {m: i for i, m in enumerate(methods_in_order(list(dict.fromkeys(sub["method"]))))}
     return frame.iloc[sorted(range(len(frame)), key=lambda i: (frame.index[i][0], frame.index[i][1],
                                                                rank.get(frame.index[i][2], 99)))]
 
 
-def testbed_section(folder: Path, run_root: Path) -> list[str]:
-    """HTML of the first screen (verdict sentences and headline figure) and the tables below it."""
+def comparison_section(folder: Path, run_root: Path) -> list[str]:
+    """HTML of the first screen (verdict sentences and headline figure) and the tables below it, from a
+    comparison folder in the compare stage's format (:mod:`gotd.stages.compare`)."""
     import json
 
     esc = html.escape
@@ -195,7 +197,7 @@ def write_index(run_root: Path, *, title: str, description: str, points: Sequenc
                 problems: Sequence[str], record: dict[str, Any]) -> Path:
     """Write ``<run>/index.html``: comparison table, figures, every point with links, failures, provenance.
 
-    When a point wrote :data:`VERDICT_FILE` (the testbed's comparison), the page opens with its verdict
+    When a point wrote :data:`VERDICT_FILE` (a compare stage's folder), the page opens with its verdict
     sentences and headline figure, then the paired-difference tables, the selection make-up and the stage
     times; the generic tables follow as details.
     """
@@ -221,7 +223,7 @@ def write_index(run_root: Path, *, title: str, description: str, points: Sequenc
     ]
     verdict_dir = find_verdict(points, results)
     if verdict_dir is not None:
-        parts += testbed_section(verdict_dir, run_root)
+        parts += comparison_section(verdict_dir, run_root)
         parts.append("<h2>Details</h2>")
     parts += [
         f"<p>{esc(description)}</p>" if description else "",

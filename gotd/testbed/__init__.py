@@ -4,34 +4,47 @@ GOT-D assumes the candidate pool stands for the model's pre-training data. A rea
 is unknown; here a tiny Llama is pre-trained from scratch on the pool, so the premise is true, and every
 selection method is compared under one warm-up recipe, several budgets and seeds, with paired statistics.
 
-Modules: :mod:`~gotd.testbed._lm` (tokenizer, tiny Llama, pre-training with a cache and manifest, per-text
-NLL), :mod:`~gotd.testbed._scenarios` (task and partial-coverage scenarios), :mod:`~gotd.testbed._warmup`
-(select, warm up, score at one seed), :mod:`~gotd.testbed._probe` (few-label head), :mod:`~gotd.testbed._stats`
-(paired differences, intervals, the verdict sentence), :mod:`~gotd.testbed._figures`,
-:mod:`~gotd.testbed._stages` (the three stages the notebooks run), :mod:`~gotd.testbed._real` (the same statistics
-on the per-text scores of the real-LM run's ``03_evaluate`` folders).
+The testbed keeps only what is its own: the scenarios (:mod:`~gotd.testbed._scenarios`: task and
+partial-coverage), the selection make-up table (:mod:`~gotd.testbed._figures`), and a thin composition of the
+kit's stages (:mod:`~gotd.testbed._warmup`: select, warm up, score at one seed; :mod:`~gotd.testbed._stages`:
+the three steps notebooks ``05a``-``05c`` run). The tiny LM and its tokenizer are :mod:`gotd.models`', the
+packing, the plain loop and the cached pre-training :mod:`gotd.train`'s, the probe and per-text NLL
+:mod:`gotd.evaluate`'s, selection, warm-up, per-text scoring and the paired comparison :mod:`gotd.stages`'.
 """
 from __future__ import annotations
 
-from gotd.testbed._figures import headline_figure, makeup_table
-from gotd.testbed._lm import (LMSize, TrainRecipe, load_lm, mean_hidden_states, new_model, pack_blocks, pretrain,
-                              text_nll, texts_sha256, train_steps, train_tokenizer)
-from gotd.testbed._probe import few_label_sample, probe
-from gotd.testbed._real import compare_real, read_per_text
-from gotd.testbed._scenarios import (SCENARIOS, Scenario, build_scenario, draw_by_document, load_scenario,
-                                     partial_scenario, save_scenario, task_scenario)
-from gotd.testbed._stages import (StageClock, compare, flatten_dirs, prepare, smoke_settings,
-                                  warm_up)
-from gotd.testbed._stats import (Scores, level_interval, paired_difference, paired_table, scores_of,
-                                 summarise_levels, verdict_sentences)
+from typing import Any
+
+from gotd.testbed._figures import makeup_table
+from gotd.testbed._scenarios import SCENARIOS, Scenario, build_scenario, load_scenario, save_scenario
+from gotd.testbed._stages import compare, flatten_dirs, prepare, smoke_settings, warm_up
 from gotd.testbed._warmup import SeedResult, run_seed
 
-__all__ = [
-    "LMSize", "TrainRecipe", "load_lm", "mean_hidden_states", "new_model", "pack_blocks", "pretrain", "text_nll",
-    "texts_sha256", "train_steps", "train_tokenizer", "few_label_sample", "probe", "SCENARIOS", "Scenario",
-    "build_scenario", "draw_by_document", "load_scenario", "partial_scenario", "save_scenario", "task_scenario",
-    "StageClock", "compare", "flatten_dirs", "prepare", "smoke_settings", "warm_up", "Scores", "level_interval",
-    "paired_difference", "paired_table",
-    "scores_of", "summarise_levels", "verdict_sentences", "SeedResult", "run_seed",
-    "headline_figure", "makeup_table", "compare_real", "read_per_text",
-]
+__all__ = ["SCENARIOS", "Scenario", "SeedResult", "build_scenario", "compare", "flatten_dirs", "load_scenario",
+           "makeup_table", "prepare", "run_seed", "save_scenario", "smoke_settings", "warm_up"]
+
+MOVED = {
+    "LMSize": "gotd.models.TinyLlamaSize", "new_model": "gotd.models.new_tiny_llama",
+    "train_tokenizer": "gotd.models.train_bpe_tokenizer", "TrainRecipe": "gotd.train.LoopRecipe",
+    "train_steps": "gotd.train.train_loop", "pack_blocks": "gotd.train.full_blocks (gotd.train.pack_token_blocks)",
+    "pretrain": "gotd.train.pretrain_from_scratch", "load_lm": "gotd.train.load_pretrained",
+    "text_nll": "gotd.evaluate.per_text_nll", "texts_sha256": "gotd.data.texts_fingerprint",
+    "mean_hidden_states": "gotd.evaluate.mean_hidden_states", "probe": "gotd.evaluate.probe",
+    "few_label_sample": "gotd.evaluate.few_label_sample",
+    "compare_real": "gotd.stages.compare_evaluations", "read_per_text": "gotd.stages.read_per_text",
+    "Scores": "gotd.stages.compare.Scores", "level_interval": "gotd.stages.compare.level_interval",
+    "paired_difference": "gotd.stages.compare.paired_difference", "paired_table": "gotd.stages.paired_table",
+    "scores_of": "gotd.stages.compare.scores_of", "summarise_levels": "gotd.stages.summarise_levels",
+    "verdict_sentences": "gotd.stages.verdict_sentences", "headline_figure": "gotd.stages.headline_figure",
+    "StageClock": "gotd.testbed._stages.StageClock (a helper of the testbed's steps)",
+    "draw_by_document": "gotd.testbed._scenarios.draw_by_document",
+    "partial_scenario": "gotd.testbed._scenarios.partial_scenario",
+    "task_scenario": "gotd.testbed._scenarios.task_scenario",
+}
+"""Names this package exported before its LM toolkit moved to the kit's own packages -> their new home."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in MOVED:
+        raise AttributeError(f"gotd.testbed.{name} has moved: use {MOVED[name]}")
+    raise AttributeError(f"module 'gotd.testbed' has no attribute {name!r}")

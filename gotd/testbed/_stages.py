@@ -1,15 +1,17 @@
-"""The testbed's three stages, as the notebooks call them: prepare, warm up, compare.
+"""The testbed's three steps, as the notebooks call them, each a thin composition of the kit's stages.
 
-``prepare`` (per scenario)
-    build the scenario's texts, embed pool and target once with the encoder, pre-train the tiny LM on the
-    pool (cached, reused by every later point), score the un-warmed model per text;
-``warm up`` (per scenario x seed)
-    every method x budget: select, warm up, score (:func:`gotd.testbed._warmup.run_seed`);
-``compare`` (once)
-    paired statistics, the verdict sentences, the headline figure, the selection make-up.
+``prepare`` (per scenario; notebook ``05a``)
+    build the scenario's texts (the testbed's own part), embed pool and target once with the encoder,
+    pre-train the tiny LM on the pool (:func:`gotd.train.pretrain_from_scratch`, cached), score the
+    un-warmed model per text (:func:`gotd.stages.score_per_text`);
+``warm up`` (per scenario x seed; notebook ``05b``)
+    every method x budget: select (saved with sidecars), warm up, score (:func:`gotd.testbed._warmup.run_seed`);
+``compare`` (once; notebook ``05c``)
+    the compare stage (:mod:`gotd.stages.compare`) on the per-text scores, with the scenarios' labels and
+    the selection make-up.
 
 Each stage writes its files into its run folder and its CPU and wall time with the load average into
-``timings.json`` (CPU time is this process's, all threads; on a quiet 2-core machine wall ~ CPU / 2).
+``timings.json`` (CPU time is this process's, all threads), the run record of what it cost.
 """
 from __future__ import annotations
 
@@ -27,7 +29,13 @@ import pandas as pd
 
 from gotd._io import atomic_path, write_json_atomic
 from gotd.errors import GotdInputError
-from gotd.testbed import _figures, _lm, _stats, _warmup
+from gotd.models import TinyLlamaSize
+from gotd.paths import flatten_dirs  # noqa: F401  (the notebooks' name for it here)
+from gotd.stages import (INTERVAL_NOTE, compare_scores, headline_figure, methods_in_order, verdict_sentences,
+                         write_comparison)
+from gotd.testbed._figures import makeup_table
+from gotd.testbed._warmup import SeedResult, run_seed, score_model
+from gotd.train import LoopRecipe, load_pretrained, pretrain_from_scratch
 from gotd.testbed._scenarios import Scenario, build_scenario, load_scenario, save_scenario
 
 LABELS = {"task": "Task (Rotten Tomatoes vs the built-in pool)",
@@ -72,8 +80,8 @@ def smoke_tables(seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
 
 
 def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache_dir: str = "data/cache",
-            sizes: dict[str, int] | None = None, lm_size: _lm.LMSize = _lm.LMSize(),
-            recipe: _lm.TrainRecipe = _lm.TrainRecipe(), encoder: str = "minilm", max_length: int = 128,
+            sizes: dict[str, int] | None = None, lm_size: TinyLlamaSize = TinyLlamaSize(),
+            recipe: LoopRecipe = LoopRecipe(), encoder: str = "minilm", max_length: int = 128,
             seed: int = 0, smoke: bool = False, progress: bool = True) -> dict[str, Any]:
     """Stage 1 for one scenario; returns the record written to ``<out_dir>/prepared.json``."""
     from gotd.embed import Encoder
@@ -100,12 +108,12 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
         np.save(out / "pool_embeddings.npy", pool_emb)
         np.save(out / "target_embeddings.npy", target_emb)
     with clock.step("pretrain"):
-        lm_folder = _lm.pretrain(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
-                                 recipe=recipe, seed=seed, progress=progress)
+        lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
+                                           recipe=recipe, seed=seed, progress=progress)
     with clock.step("score_base"):
-        model, tok, manifest = _lm.load_lm(lm_folder)
+        model, tok, manifest = load_pretrained(lm_folder)
         tag = {"scenario": scenario, "method": "base", "budget": 0, "seed": 0}
-        base = pd.concat(_warmup.score_model(model, tok, scen, lm_size.block_size, tag), ignore_index=True)
+        base = score_model(model, tok, scen, lm_size.block_size, tag)
         with atomic_path(out / "nll_base.parquet") as tmp:
             base.to_parquet(tmp, index=False)
     record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_manifest": manifest, "encoder": enc.settings(),
@@ -116,8 +124,9 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
 
 
 def warm_up(prepared_dir: str | Path, out_dir: str | Path, *, methods: Sequence[str], budgets: Sequence[int],
-            seed: int, recipe: _lm.TrainRecipe, per_class: int = 16, progress: bool = True) -> _warmup.SeedResult:
-    """Stage 2 for one scenario and seed; writes ``nll.parquet``, ``correct.parquet``, ``makeup.parquet``."""
+            seed: int, recipe: LoopRecipe, per_class: int = 16, progress: bool = True) -> SeedResult:
+    """Stage 2 for one scenario and seed; writes ``nll.parquet``, ``correct.parquet``, ``makeup.parquet`` and
+    every selection with its sidecar under ``selections/``."""
     prep = Path(prepared_dir)
     if not (prep / "prepared.json").is_file():
         raise GotdInputError(f"{prep} holds no prepared.json: run the testbed's prepare stage first")
@@ -129,9 +138,10 @@ def warm_up(prepared_dir: str | Path, out_dir: str | Path, *, methods: Sequence[
     clock = StageClock()
     scen: Scenario = load_scenario(prep / "scenario")
     with clock.step("select_warmup_score"):
-        res = _warmup.run_seed(scen, meta["lm_folder"], np.load(prep / "pool_embeddings.npy"),
+        res = run_seed(scen, meta["lm_folder"], np.load(prep / "pool_embeddings.npy"),
                                np.load(prep / "target_embeddings.npy"), methods=methods, budgets=budgets, seed=seed,
-                               recipe=recipe, per_class=per_class, progress=progress)
+                               recipe=recipe, per_class=per_class, selections_dir=Path(out_dir) / "selections",
+                               progress=progress)
     out = Path(out_dir)
     for stem, frame in (("nll", res.nll), ("correct", res.correct), ("makeup", res.makeup)):
         with atomic_path(out / f"{stem}.parquet") as tmp:
@@ -149,24 +159,6 @@ def _read_all(dirs: Sequence[str | Path], stem: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-INTERVAL_NOTE = ("95% two-level bootstrap: seeds and test texts resampled with replacement, the same text draw for "
-                 "every seed and both methods (t-interval over seeds in t_lo/t_hi)")
-"""How the intervals of a comparison were made (``verdict.json``'s ``interval``)."""
-
-
-def write_comparison(out: Path, paired: pd.DataFrame, levels: pd.DataFrame, figure: Any,
-                     record: dict[str, Any]) -> None:
-    """Write a comparison's files atomically: ``paired.csv``, ``levels.csv``, ``figures/headline.png`` and,
-    last (the report reads it as the sign of a finished comparison), ``verdict.json``."""
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "figures" / "headline.png") as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    for stem, frame in (("paired", paired), ("levels", levels)):
-        with atomic_path(out / f"{stem}.csv") as tmp:
-            frame.to_csv(tmp, index=False)
-    write_json_atomic(out / "verdict.json", record)
-
-
 def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Path], out_dir: str | Path, *,
             n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Stage 3: paired statistics, verdict, figure, make-up; writes ``testbed/`` files into ``out_dir``.
@@ -182,29 +174,27 @@ def compare(prepared_dirs: Sequence[str | Path], warmup_dirs: Sequence[str | Pat
         pool_sizes = {p["scenario"]: int(p["n_pool"]) for p in preps}
         labels = SMOKE_LABELS if any(p.get("smoke") for p in preps) else LABELS
         nll = pd.concat([_read_all(prepared_dirs, "nll_base"), _read_all(warmup_dirs, "nll")], ignore_index=True)
-        ppl = _stats.scores_of(nll, metric="perplexity", num="nll", den="n_tokens")
+        paired, levels = compare_scores(nll, metric="perplexity", kind="perplexity", num="nll_sum", den="n_tokens",
+                                        n_boot=n_boot, seed=seed)
         correct = _read_all(warmup_dirs, "correct")
-        acc = _stats.scores_of(correct, metric="accuracy", num="correct") if not correct.empty else {}
-        paired = _stats.paired_table(ppl, n_boot=n_boot, seed=seed).assign(metric="perplexity")
+        acc = not correct.empty
         if acc:
-            paired = pd.concat([paired, _stats.paired_table(acc, n_boot=n_boot, seed=seed).assign(
-                metric="few_label_accuracy")], ignore_index=True)
-        levels = _stats.summarise_levels(ppl, n_boot=n_boot, seed=seed).assign(metric="perplexity")
-        if acc:
-            levels = pd.concat([levels, _stats.summarise_levels(acc, n_boot=n_boot, seed=seed).assign(
-                metric="few_label_accuracy")], ignore_index=True)
+            pairs, level = compare_scores(correct, metric="few_label_accuracy", kind="accuracy", num="correct",
+                                          n_boot=n_boot, seed=seed)
+            paired = pd.concat([paired, pairs], ignore_index=True)
+            levels = pd.concat([levels, level], ignore_index=True)
         prim = paired[paired["metric"] == "perplexity"]
         order = list(pool_sizes)
-        sentences = _stats.verdict_sentences(prim, pool_sizes=pool_sizes, labels=labels, order=order)
+        sentences = verdict_sentences(prim, pool_sizes=pool_sizes, labels=labels, order=order)
         secondary = []
         if acc:
-            secondary = _stats.verdict_sentences(paired[paired["metric"] == "few_label_accuracy"], labels=labels,
+            secondary = verdict_sentences(paired[paired["metric"] == "few_label_accuracy"], labels=labels,
                                                   pool_sizes=pool_sizes, metric_name="few-label test accuracy",
                                                   lower_is_better=False, order=order)
     with clock.step("figures"):
-        fig = _figures.headline_figure(levels[levels["metric"] == "perplexity"], prim, pool_sizes=pool_sizes,
+        fig = headline_figure(levels[levels["metric"] == "perplexity"], prim, pool_sizes=pool_sizes,
                                        labels=SHORT_LABELS, order=order)
-        makeup = _figures.makeup_table(_read_all(warmup_dirs, "makeup"))
+        makeup = makeup_table(_read_all(warmup_dirs, "makeup"))
         secondary = rare_share_sentences(makeup, preps, labels) + secondary
     skipped: dict[str, str] = {}
     seeds = set()
@@ -235,24 +225,13 @@ def _collect_timings(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def smoke_settings(scenario: str) -> tuple[dict[str, int], _lm.LMSize, _lm.TrainRecipe]:
+def smoke_settings(scenario: str) -> tuple[dict[str, int], TinyLlamaSize, LoopRecipe]:
     """Sizes, model and pre-training recipe of a smoke run (toy corpus: seconds, numbers are not findings)."""
     sizes = {"n_pool": 400, "n_target": 40, "n_test": 30, "n_heldout": 30}
     if scenario == "task":
         sizes["n_dev"] = 30
-    size = _lm.LMSize(vocab_size=512, hidden_size=32, layers=1, heads=2, intermediate_size=64, block_size=64)
-    return sizes, size, _lm.TrainRecipe(epochs=1.0, batch_size=8)
-
-
-def flatten_dirs(dirs: Any) -> list[str]:
-    """The folder paths in a (nested) mapping or list of them, as ``$each`` in a run config builds it."""
-    if isinstance(dirs, (str, os.PathLike)):
-        return [str(dirs)]
-    if isinstance(dirs, dict):
-        return [p for v in dirs.values() for p in flatten_dirs(v)]
-    if isinstance(dirs, (list, tuple)):
-        return [p for v in dirs for p in flatten_dirs(v)]
-    raise GotdInputError(f"expected folder paths (a string, a list or a mapping of them), got {type(dirs).__name__}")
+    size = TinyLlamaSize(vocab_size=512, hidden_size=32, layers=1, heads=2, intermediate_size=64, block_size=64)
+    return sizes, size, LoopRecipe(epochs=1.0, batch_size=8)
 
 
 def rare_share_sentences(makeup: pd.DataFrame, preps: Sequence[dict[str, Any]], labels: dict[str, str]) -> list[str]:
@@ -267,7 +246,7 @@ def rare_share_sentences(makeup: pd.DataFrame, preps: Sequence[dict[str, Any]], 
         parts = []
         for budget in sorted(set(share.index.get_level_values("budget"))):
             by_method = share.loc[budget]
-            methods = _stats.methods_in_order(list(by_method.index))
+            methods = methods_in_order(list(by_method.index))
             parts.append(f"at {budget} chunks " + ", ".join(f"{m} {100 * by_method[m]:.0f}%" for m in methods))
         pool_share = 100 * prep["report"].get("rare_share", float("nan"))
         out.append(f"{labels.get(scen, scen)}: share of {rare} in each selection (the pool has {pool_share:.0f}%, "

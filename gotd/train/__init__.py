@@ -20,18 +20,21 @@ renamed into place only when complete. Checkpoints go to ``<out>.checkpoints/`` 
 are deleted after success (``keep_checkpoints=True`` keeps them); an interrupted run resumes from the
 last one with ``resume_from_checkpoint=True``.
 
-Cost on a 2-core CPU: one optimiser step of SmolLM2-135M at batch 8 x 128 tokens in fp32 takes about
-9-11 s on an idle machine (the asset survey; ``benchmarks/bench_train.py`` saw 6 s at best and medians
-of 20-55 s per step while other jobs shared the two cores), so 100 steps (~100k tokens) is a quarter of
-an hour. The ``demo`` preset stops after 20 such steps (about 3 minutes idle) and logs which share of
-the data it saw.
+The ``short`` preset stops after 20 steps of 8 x 128 tokens and logs which share of the data it saw.
+What a step costs on a given machine is measured by ``benchmarks/bench_train.py``, not stated here.
 
 An existing output folder is reused only when it is a complete output of the same model, data and
 settings, and refused otherwise (:func:`reusable_output`; ``overwrite=True`` / ``--overwrite`` trains
 again): the same rule for ``gotd train`` and the notebooks.
 
+Two engines, one packing. Real LMs go through the Trainer (:func:`train`); tiny ones through the plain
+one-screen loop (:func:`train_loop`, :class:`LoopRecipe`: AdamW, warm-up then cosine, seeded batches,
+resume from a checkpoint), which :func:`pretrain_from_scratch` also uses to pre-train a tiny Llama on a pool
+(cached under a key of its inputs). Both cut their blocks with :func:`pack_token_blocks`.
+
 Layout: ``_config`` (:class:`TrainConfig`, presets, :class:`TrainResult`), ``_packing`` (texts, tokens,
-blocks), ``_trainer`` (the run, checkpoints, resuming), ``_record`` (the output folder and its record).
+blocks), ``_trainer`` (the Trainer run, checkpoints, resuming), ``_record`` (the output folder and its
+record), ``_loop`` (the plain loop), ``_pretrain`` (a tiny Llama from scratch, cached).
 Model loading and the document tokens live in :mod:`gotd.models`, devices in :mod:`gotd.devices`.
 """
 from __future__ import annotations
@@ -44,7 +47,9 @@ from gotd.models import (
     resolve_model_location,
 )
 from gotd.train._config import PRECISIONS, PRESETS, RECORD_NAME, TrainConfig, TrainResult, preset
+from gotd.train._loop import LoopRecipe, batch_order, full_blocks, lr_at, train_loop
 from gotd.train._packing import load_training_texts, pack_token_blocks
+from gotd.train._pretrain import load_pretrained, pretrain_from_scratch
 from gotd.train._record import read_train_record, reusable_output
 from gotd.train._trainer import train
 
@@ -59,6 +64,13 @@ __all__ = [
     "train",
     "load_training_texts",
     "pack_token_blocks",
+    "LoopRecipe",
+    "batch_order",
+    "full_blocks",
+    "lr_at",
+    "train_loop",
+    "pretrain_from_scratch",
+    "load_pretrained",
     "document_separator_id",
     "document_prefix_ids",
     "load_causal_lm_and_tokenizer",

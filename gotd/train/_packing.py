@@ -46,14 +46,13 @@ def load_training_texts(source: Any, *, text_field: str = "text") -> tuple[list[
         if not path.exists():
             raise GotdInputError(f"training data {path} does not exist; pass a selection file written by "
                                  "`gotd select` (or any .jsonl/.parquet/.csv/.txt file of texts)")
-        sidecar = Path(str(path) + ".json")
-        if path.is_file() and sidecar.is_file():
-            from gotd.selection import load_selection
+        from gotd.selection import load_selection, sidecar_path
 
+        if path.is_file() and sidecar_path(path).is_file():
             frame, meta = load_selection(path)
             if text_field not in frame.columns:
                 raise GotdInputError(f"selection {path} has no '{text_field}' column; it was saved without the "
-                                     "pool records; write it with gotd.pipeline.write_selection or `gotd select`")
+                                     "pool records; write it with gotd.selection.save_selection or `gotd select`")
             frame = read_texts(frame[[text_field]].rename(columns={text_field: "text"}))
             data["selection"] = {k: meta.get(k) for k in ("method", "seed", "budget")}
         else:
@@ -73,7 +72,7 @@ def load_training_texts(source: Any, *, text_field: str = "text") -> tuple[list[
 
 
 def pack_token_blocks(token_ids: Sequence[Sequence[int]], block_size: int, *, separator_id: int | None,
-                      packing: bool = True) -> tuple[list[list[int]], dict[str, int]]:
+                      packing: bool = True, tail: str = "short") -> tuple[list[list[int]], dict[str, int]]:
     """Cut tokenised texts into training blocks of at most ``block_size`` tokens, dropping nothing.
 
     Parameters
@@ -88,6 +87,10 @@ def pack_token_blocks(token_ids: Sequence[Sequence[int]], block_size: int, *, se
         True: concatenate all texts and cut the stream every ``block_size`` tokens; only the final
         block may be shorter. False: every text starts a new block; a text longer than a block
         continues in the next one.
+    tail : {"short", "wrap"}
+        With packing, what the last block holds: ``"short"`` leaves it shorter (the Trainer pads it and
+        keeps the padding out of the loss); ``"wrap"`` fills it up with the stream's first tokens, so every
+        block is full (the plain loop of :func:`gotd.train.train_loop` stacks them into one tensor).
 
     Returns
     -------
@@ -98,11 +101,18 @@ def pack_token_blocks(token_ids: Sequence[Sequence[int]], block_size: int, *, se
     """
     if block_size < 2:
         raise GotdInputError(f"block_size={block_size} must be >= 2 tokens")
+    if tail not in ("short", "wrap"):
+        raise GotdInputError(f"tail={tail!r}: must be 'short' or 'wrap'")
     sep = [] if separator_id is None else [int(separator_id)]
     pieces = [list(map(int, ids)) + sep for ids in token_ids]
     n_split = sum(len(p) > block_size for p in pieces)
     if packing:
         stream = [t for p in pieces for t in p]
+        if tail == "wrap":
+            if not stream:
+                raise GotdInputError("no tokens to train on: the texts are empty")
+            pad = -len(stream) % block_size
+            stream = stream + (stream * (pad // len(stream) + 1))[:pad]
         blocks = [stream[i:i + block_size] for i in range(0, len(stream), block_size)]
     else:
         blocks = [p[i:i + block_size] for p in pieces for i in range(0, len(p), block_size)]

@@ -124,7 +124,7 @@ def train(
         A registry name (``smollm2-135m``, ``tiny``; see :mod:`gotd.models`), a ``save_pretrained``
         folder, a hub id, or a loaded ``PreTrainedModel`` (then pass ``tokenizer``).
     data : path or sequence of str
-        A selection file from ``gotd select`` / :func:`gotd.pipeline.write_selection`, any text file
+        A selection file from ``gotd select`` / :func:`gotd.selection.save_selection`, any text file
         :func:`gotd.data.read_texts` reads, or the texts.
     out_dir : path
         Where the finished checkpoint goes. Must not exist unless ``overwrite``.

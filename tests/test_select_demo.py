@@ -1,4 +1,4 @@
-"""The demo job on a small stand-in for the built-in data (the real fetch is tested in test_assets)."""
+"""`gotd select-demo` on a small stand-in for the built-in data (the real fetch is tested in test_assets)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gotd import assets, demo
+from gotd import assets
+from gotd import select_demo as demo
 
 
 def _stand_in_data(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,15 +28,15 @@ def _stand_in_data(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.slow
 def test_demo_writes_every_selection_and_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _stand_in_data(monkeypatch)
-    table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, cache_dir=tmp_path / "cache",
+    table = demo.run_select_demo(tmp_path / "report", budget=8, chunk_chars=200, cache_dir=tmp_path / "cache",
                           progress=False)
 
     # The main job compares GOT-D with every registered baseline (gotd_contrast needs a negative set).
     from gotd.selectors import available_methods
 
-    assert demo.demo_methods()[0] == "gotd"
-    assert set(demo.demo_methods()) == set(available_methods()) - {"gotd_contrast"}
-    for method in demo.demo_methods():
+    assert demo.select_demo_methods()[0] == "gotd"
+    assert set(demo.select_demo_methods()) == set(available_methods()) - {"gotd_contrast"}
+    for method in demo.select_demo_methods():
         rows = (tmp_path / "report" / f"{method}.jsonl").read_text().splitlines()
         assert len(rows) == 8
         assert json.loads((tmp_path / "report" / f"{method}.jsonl.json").read_text())["method"] == method
@@ -60,11 +61,11 @@ def test_demo_with_only_text_methods_embeds_nothing(tmp_path: Path, monkeypatch:
         raise AssertionError("no method here reads embeddings: the encoder must not be built")
 
     monkeypatch.setattr(embed.Encoder, "__init__", no_encoder)
-    table = demo.run_demo(tmp_path / "report", budget=8, chunk_chars=200, methods=("dsir", "random"), progress=False)
+    table = demo.run_select_demo(tmp_path / "report", budget=8, chunk_chars=200, methods=("dsir", "random"), progress=False)
     assert set(table.index) == {"dsir", "random", "pool"}
     for method in ("dsir", "random"):
         meta = json.loads((tmp_path / "report" / f"{method}.jsonl.json").read_text())
-        assert meta["extra"]["encoder"] == {} and meta["extra"]["inputs"]["target"] == demo.DEMO_TARGET
+        assert meta["extra"]["encoder"] == {} and meta["extra"]["inputs"]["target"] == demo.SELECT_DEMO_TARGET
     assert json.loads((tmp_path / "report" / demo.RECORD_FILE).read_text())["encoder"] == {}
 
 
@@ -72,5 +73,5 @@ def test_gotd_demo_and_gotd_run_demo_write_different_folders() -> None:
     from gotd.cli import build_parser
     from gotd.runner.config import load_config
 
-    default_out = build_parser().parse_args(["demo"]).out
+    default_out = build_parser().parse_args(["select-demo"]).out
     assert Path(default_out) != Path("reports") / load_config("demo").name

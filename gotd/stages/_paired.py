@@ -1,4 +1,4 @@
-"""Paired statistics over the same test texts and seeds: differences between methods with 95% intervals.
+"""The compare stage's statistics: paired differences between methods over the same texts and seeds, 95% intervals.
 
 A model's score on a set of texts is a ratio of per-text sums, transformed:
 
@@ -11,12 +11,12 @@ A and B is :math:`\\bar d = \\frac1S \\sum_s (A_s - B_s)`, paired over seeds and
 
 Two 95% intervals are reported:
 
-``lo``/``hi`` (the one the verdict uses)
+``ci_low``/``ci_high`` (the one the verdict uses)
     a two-level bootstrap: each replicate resamples the seeds with replacement and the texts with
     replacement (one draw of texts shared by every seed and both methods, so the pairs stay paired), and
     recomputes :math:`\\bar d`; the interval is the 2.5 and 97.5 percentiles. It reflects both the finite
     test set and the seed-to-seed variation.
-``t_lo``/``t_hi``
+``t_low``/``t_high``
     a t-interval over the per-seed differences :math:`d_s` (``S - 1`` degrees of freedom; NaN for one seed).
 """
 from __future__ import annotations
@@ -90,13 +90,14 @@ def paired_difference(a: Scores, b: Scores, *, n_boot: int = 2000, seed: int = 0
     pick = _seed_draws(len(d), n_boot, rng)
     reps = np.take_along_axis(boot, pick, axis=1).mean(axis=1)
     alpha = (1 - level) / 2
-    out = {"diff": float(d.mean()), "lo": float(np.quantile(reps, alpha)), "hi": float(np.quantile(reps, 1 - alpha)),
+    out = {"diff": float(d.mean()), "ci_low": float(np.quantile(reps, alpha)),
+           "ci_high": float(np.quantile(reps, 1 - alpha)),
            "n_seeds": int(len(d)), "n_texts": int(a.num.shape[1])}
     if len(d) > 1:
         half = _sps.t.ppf(1 - alpha, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        out.update(t_lo=float(d.mean() - half), t_hi=float(d.mean() + half))
+        out.update(t_low=float(d.mean() - half), t_high=float(d.mean() + half))
     else:
-        out.update(t_lo=float("nan"), t_hi=float("nan"))
+        out.update(t_low=float("nan"), t_high=float("nan"))
     return out
 
 
@@ -108,7 +109,8 @@ def level_interval(a: Scores, *, n_boot: int = 2000, seed: int = 0, level: float
     reps = np.take_along_axis(boot, _seed_draws(len(per), n_boot, rng), axis=1).mean(axis=1)
     alpha = (1 - level) / 2
     return {"mean": float(per.mean()), "std": float(per.std(ddof=1)) if len(per) > 1 else float("nan"),
-            "lo": float(np.quantile(reps, alpha)), "hi": float(np.quantile(reps, 1 - alpha)), "n_seeds": len(per)}
+            "ci_low": float(np.quantile(reps, alpha)), "ci_high": float(np.quantile(reps, 1 - alpha)),
+            "n_seeds": len(per)}
 
 
 def scores_of(table: pd.DataFrame, *, metric: str, num: str, den: str | None = None) -> dict[tuple, Scores]:
@@ -136,8 +138,8 @@ def paired_table(scores: dict[tuple, Scores], *, reference: str = "gotd", baseli
                  n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """For every (scenario, split, budget, method): the paired difference to ``reference`` and to ``baseline``.
 
-    ``baseline`` is the un-warmed model (any budget key); rows: scenario, split, budget, method, vs, diff, lo,
-    hi, t_lo, t_hi, n_seeds, n_texts, where ``diff = value(method) - value(vs)``.
+    ``baseline`` is the un-warmed model (any budget key); rows: scenario, split, budget, method, vs, diff,
+    ci_low, ci_high, t_low, t_high, n_seeds, n_texts, where ``diff = value(method) - value(vs)``.
     """
     rows = []
     base = {(k[0], k[1]): v for k, v in scores.items() if k[2] == baseline}
@@ -179,8 +181,8 @@ def verdict_sentences(paired: pd.DataFrame, *, split: str = "test", reference: s
         g = groups[scen]
         label = (labels or {}).get(scen, scen)
         sign = 1 if lower_is_better else -1          # > 0 means the reference is better
-        g = g.assign(edge=sign * g["diff"], elo=np.where(sign > 0, g["lo"], -g["hi"]),
-                     ehi=np.where(sign > 0, g["hi"], -g["lo"]))
+        g = g.assign(edge=sign * g["diff"], elo=np.where(sign > 0, g["ci_low"], -g["ci_high"]),
+                     ehi=np.where(sign > 0, g["ci_high"], -g["ci_low"]))
         better, worse = g[g["elo"] > 0], g[g["ehi"] < 0]
         b0 = g["budget"].min()
         at = g[g["budget"] == b0].sort_values("method")

@@ -1,10 +1,13 @@
 """The ``select`` stage, written once: texts -> chunks -> embeddings -> selections -> files with sidecars.
 
-Every front door runs this one function: ``gotd select`` (one method, one output file), ``gotd demo``
-(every method into a folder), notebook ``01_select`` (and through it the ``select`` stage of
-``gotd run``). The steps, in order::
+Two layers. :func:`select_all` is pure and in memory: prepared frames (and embeddings) in, every method at
+every budget out, ``{(method, budget): Selection}``; nothing is read or written. :func:`select_stage` is
+the file-writing stage around it, and every front door runs it: ``gotd select`` (one method, one output
+file), ``gotd select-demo`` (every method into a folder), notebook ``01_select`` (and through it the
+``select`` stage of ``gotd run``). The testbed calls :func:`select_all` and saves each selection with
+:func:`gotd.selection.save_selection` like any other. The steps of :func:`select_stage`, in order::
 
-    load      pool and target by name or path (gotd.inputs), chunked / packed to chunk_chars characters
+    load      pool and target by name or path (gotd.stages.inputs), chunked / packed to chunk_chars characters
     check     methods known to the registry, outputs not among the inputs, pool size, duplicates counted
     embed     once, only when a method reads embeddings (or the caller asks for them), cached on disk
     select    each method reads what the registry says it reads (embeddings, texts or nothing)
@@ -28,11 +31,11 @@ import pandas as pd
 
 from gotd._io import check_output_is_not_input
 from gotd.errors import GotdConvergenceError, GotdInputError
-from gotd.selection import Selection, save_selection
+from gotd.selection import Selection, save_selection, sidecar_path
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
 
-__all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_stage", "selection_outputs"]
+__all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_all", "select_stage", "selection_outputs"]
 
 PathLike = str | os.PathLike[str]
 
@@ -159,7 +162,7 @@ def select_stage(
     Parameters
     ----------
     pool, target : str, path or pandas.DataFrame
-        A name or path for :func:`gotd.inputs.load_pool` / :func:`gotd.inputs.load_target` (chunked and
+        A name or path for :func:`gotd.stages.inputs.load_pool` / :func:`~gotd.stages.inputs.load_target` (chunked and
         packed there; ``load`` passes their keywords), or frames already prepared (``id``, ``text``).
     budget : int
         Pool rows each method selects.
@@ -211,7 +214,7 @@ def select_stage(
     paths = selection_outputs(list(specs), out)
     named = {"pool": pool, "target": target}
     for path in paths.values():
-        for written in (path, Path(f"{path}.json")):
+        for written in (path, sidecar_path(path)):
             check_output_is_not_input(written, {k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
     if log is not None:
@@ -237,11 +240,9 @@ def select_stage(
     inputs_record = {"pool": _name(pool), "target": _name(target), "pool_rows": len(pool_df),
                      "target_rows": len(target_df), **dict(record or {})}
     for method, spec in specs.items():
-        try:
-            selection = _run_one(spec, result, budget, seed, progress, dict(options or {}), solver)
-        except GotdConvergenceError as exc:  # the solver's own words, with the method and the front door's fix
-            raise GotdConvergenceError(f"method {method}: the OT solve did not converge: {exc}; no selection was "
-                                       "written (--allow-unconverged / allow_unconverged=True keeps one)") from exc
+        selection = select_all(result.pool, result.target, methods=[method], budgets=[budget], seed=seed,
+                               embeddings=result.embeddings, options=options, solver=solver,
+                               progress=progress)[(method, int(budget))]
         converged = selection.diagnostics.get("converged")
         if converged is False:
             if not allow_unconverged:
@@ -258,19 +259,61 @@ def select_stage(
     return result
 
 
-def _run_one(spec: Any, result: SelectResult, budget: int, seed: int, progress: bool, options: dict[str, Any],
-             solver: dict[str, Any]) -> Selection:
-    """One method on the input the registry says it reads."""
+def select_all(pool: pd.DataFrame, target: pd.DataFrame, *, methods: Sequence[str], budgets: Sequence[int],
+               seed: int = 0, embeddings: tuple[np.ndarray, np.ndarray] | None = None,
+               options: Mapping[str, Any] | None = None, solver: Mapping[str, Any] | None = None,
+               progress: bool = True) -> dict[tuple[str, int], Selection]:
+    """Every method at every budget on prepared frames, in memory: ``{(method, budget): Selection}``.
+
+    Pure: reads no file and writes none. Each method reads what the selector registry says it reads (the
+    ``text`` columns, the ``(pool, target)`` embeddings, or nothing); the order is methods first, then
+    budgets, as given.
+
+    Parameters
+    ----------
+    pool, target : pandas.DataFrame
+        Prepared frames with a ``text`` column (:mod:`gotd.stages.inputs`).
+    methods : sequence of str
+        Registered method names (an unknown name fails before any work).
+    budgets : sequence of int
+        Pool rows to select, each >= 1.
+    seed : int
+        Seed of every random choice.
+    embeddings : (numpy.ndarray, numpy.ndarray), optional
+        Pool and target embeddings; required when a method reads embeddings.
+    options : mapping, optional
+        Options passed to every method.
+    solver : mapping, optional
+        OT options passed only to the methods that take them (``eps_rel``, ``tol``, ``allow_unconverged``...).
+    progress : bool
+        Progress bars of the selectors that show one.
+
+    Raises
+    ------
+    GotdConvergenceError
+        A method's OT solve did not converge (naming the method and the fix).
+    """
     from gotd.selectors import inputs_for, run_selector
 
-    texts = (result.pool["text"].tolist(), result.target["text"].tolist())
-    inputs = inputs_for(spec.name, texts=texts, embeddings=result.embeddings)
-    kwargs = dict(options)
-    if spec.progress:  # the registry checked that such a selector takes progress=
-        kwargs.setdefault("progress", progress)
-    if accepts(spec.fn, "eps_rel"):  # the OT-based selectors forward solver options
-        kwargs = {**solver, **kwargs}
-    return run_selector(inputs[0], inputs[1], budget, method=spec.name, seed=seed, **kwargs)
+    specs = selector_specs(list(methods))
+    texts = (pool["text"].tolist(), target["text"].tolist())
+    out: dict[tuple[str, int], Selection] = {}
+    for method, spec in specs.items():
+        inputs = inputs_for(spec.name, texts=texts, embeddings=embeddings)
+        kwargs = dict(options or {})
+        if spec.progress:  # the registry checked that such a selector takes progress=
+            kwargs.setdefault("progress", progress)
+        if accepts(spec.fn, "eps_rel"):  # the OT-based selectors forward solver options
+            kwargs = {**dict(solver or {}), **kwargs}
+        for budget in budgets:
+            try:
+                out[(method, int(budget))] = run_selector(inputs[0], inputs[1], int(budget), method=spec.name,
+                                                          seed=seed, **kwargs)
+            except GotdConvergenceError as exc:  # the solver's own words, with the method and the fix
+                raise GotdConvergenceError(f"method {method}: the OT solve did not converge: {exc}; no selection "
+                                           "was written (--allow-unconverged / allow_unconverged=True keeps one)"
+                                           ) from exc
+    return out
 
 
 def _unconverged_message(method: str, diag: Mapping[str, Any], *, allowed: bool = False) -> str:
@@ -292,18 +335,18 @@ def _check_pool_size(source: Any, pool_df: pd.DataFrame, specs: Mapping[str, Any
 
 
 def _load(pool: Any, target: Any, load: dict[str, Any], progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from gotd import inputs
+    from gotd.stages.inputs import load_pool, load_target
 
     target_keys = {k[len("target_"):]: load.pop(k) for k in list(load) if k.startswith("target_")}
     shared = {k: load[k] for k in ("chunk_chars", "data_dir", "smoke", "seed", "drop_empty") if k in load}
     if isinstance(pool, pd.DataFrame):
         pool_df = pool.reset_index(drop=True)
     else:
-        pool_df = inputs.load_pool(os.fspath(pool), progress=progress, **load)
+        pool_df = load_pool(os.fspath(pool), progress=progress, **load)
     if isinstance(target, pd.DataFrame):
         target_df = target.reset_index(drop=True)
     else:
-        target_df = inputs.load_target(os.fspath(target), **{**shared, **target_keys})
+        target_df = load_target(os.fspath(target), **{**shared, **target_keys})
     return pool_df, target_df
 
 

@@ -1,4 +1,4 @@
-"""The real-LM comparison (gotd.testbed.compare_real) on hand-made per-text files of 03_evaluate runs."""
+"""The real-LM comparison (gotd.stages.compare_evaluations) on hand-made per-text files of 03_evaluate runs."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from gotd.errors import GotdInputError
 from gotd.evaluate import PER_TEXT_FILES, text_sha
-from gotd.testbed import compare_real
+from gotd.stages import compare_evaluations as compare_real
 
 TEXTS = ["a good film", "dull", "fine acting, poor plot"]
 TOKENS = np.array([4, 2, 7])
@@ -26,7 +26,7 @@ def _write_run(folder: Path, seed: int, texts: list[str] = TEXTS) -> Path:
     (folder / "run.json").write_text(json.dumps({"parameters": {"target": "toy", "budget": 20, "seed": seed}}))
     common = {"split": "test", "seed": seed, "text_index": np.arange(3), "text_sha": [text_sha(t) for t in texts]}
     nll = pd.concat([pd.DataFrame({**common, "method": m, "nll_sum": v, "n_tokens": TOKENS,
-                                   "nll": np.asarray(v) / TOKENS}) for m, v in NLL[seed].items()])
+                                   "nll_per_token": np.asarray(v) / TOKENS}) for m, v in NLL[seed].items()])
     zs = pd.concat([pd.DataFrame({**common, "method": m, "label": 0, "pred": 0, "correct": v})
                     for m, v in CORRECT[seed].items()])
     nll.to_parquet(folder / PER_TEXT_FILES["perplexity"], index=False)
@@ -47,7 +47,7 @@ def test_paired_rows_equal_the_direct_computation(tmp_path: Path) -> None:
         row = paired[(paired["metric"] == "perplexity") & (paired["method"] == method) & (paired["vs"] == vs)].iloc[0]
         direct = np.mean([_ppl(method, s) - _ppl(vs, s) for s in (0, 1)])
         assert row["diff"] == pytest.approx(direct, rel=1e-12)
-        assert row["lo"] <= row["diff"] <= row["hi"] and row["n_seeds"] == 2 and row["n_texts"] == 3
+        assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["n_seeds"] == 2 and row["n_texts"] == 3
         acc = paired[(paired["metric"] == "zero_shot_accuracy") & (paired["method"] == method)
                      & (paired["vs"] == vs)].iloc[0]
         direct_acc = np.mean([np.mean(CORRECT[s][method]) - np.mean(CORRECT[s][vs]) for s in (0, 1)])
@@ -56,7 +56,7 @@ def test_paired_rows_equal_the_direct_computation(tmp_path: Path) -> None:
     d = np.array([_ppl("random", s) - _ppl("gotd", s) for s in (0, 1)])
     half = 12.706204736174707 * d.std(ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
     row = paired[(paired["metric"] == "perplexity") & (paired["method"] == "random") & (paired["vs"] == "gotd")].iloc[0]
-    assert row["t_lo"] == pytest.approx(d.mean() - half) and row["t_hi"] == pytest.approx(d.mean() + half)
+    assert row["t_low"] == pytest.approx(d.mean() - half) and row["t_high"] == pytest.approx(d.mean() + half)
     assert record["seeds"] == [0, 1] and len(record["sentences"]) == 1 and "random" in record["sentences"][0]
     assert json.loads((tmp_path / "out" / "verdict.json").read_text())["sentences"] == record["sentences"]
     assert (tmp_path / "out" / "figures" / "headline.png").is_file()
@@ -105,7 +105,7 @@ def test_demo_smollm2_chain_at_smoke_size_writes_paired_rows(kernel_env: None, t
     zs = [pd.read_parquet(d / PER_TEXT_FILES["zero-shot"]) for d in evals]
     for frame in nll:
         assert set(frame["method"]) == {"base", "gotd", "random"} and (frame["n_tokens"] > 0).all()
-        assert np.allclose(frame["nll"], frame["nll_sum"] / frame["n_tokens"])
+        assert np.allclose(frame["nll_per_token"], frame["nll_sum"] / frame["n_tokens"])
     for frame in zs:
         assert set(frame["correct"]) <= {0, 1} and set(frame["method"]) == {"base", "gotd", "random"}
     # the same texts at both seeds (sample_seed 0), and different warm-ups
@@ -122,8 +122,8 @@ def test_demo_smollm2_chain_at_smoke_size_writes_paired_rows(kernel_env: None, t
     paired = pd.read_csv(compare / "paired.csv")
     assert set(paired["metric"]) == {"perplexity", "zero_shot_accuracy"}
     assert set(zip(paired["method"], paired["vs"])) == {("random", "gotd"), ("random", "base"), ("gotd", "base")}
-    assert (paired["n_seeds"] == 2).all() and (paired["lo"] <= paired["diff"]).all()
-    assert (paired["diff"] <= paired["hi"]).all() and (paired["lo"] < paired["hi"]).any()
+    assert (paired["n_seeds"] == 2).all() and (paired["ci_low"] <= paired["diff"]).all()
+    assert (paired["diff"] <= paired["ci_high"]).all() and (paired["ci_low"] < paired["ci_high"]).any()
     index = (root / "index.html").read_text()
     assert "class='verdict'" in index and "Paired differences: target perplexity" in index
     assert "Paired differences: zero-shot accuracy" in index

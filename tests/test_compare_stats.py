@@ -1,4 +1,4 @@
-"""Known-answer tests of the testbed's paired statistics and verdict sentences."""
+"""Known-answer tests of the compare stage's paired statistics and verdict sentences."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from gotd.errors import GotdInputError
-from gotd.testbed import _stats
+from gotd.stages import compare as _stats
 
 
 def _scores(nll: np.ndarray, tokens: np.ndarray) -> _stats.Scores:
@@ -24,7 +24,7 @@ def test_identical_models_have_zero_difference_and_zero_width() -> None:
     nll = rng.uniform(1, 5, size=(3, 50))
     tok = rng.integers(1, 20, size=50)
     out = _stats.paired_difference(_scores(nll, tok), _scores(nll, tok), n_boot=200)
-    assert out["diff"] == 0.0 and out["lo"] == 0.0 and out["hi"] == 0.0
+    assert out["diff"] == 0.0 and out["ci_low"] == 0.0 and out["ci_high"] == 0.0
 
 
 def test_constant_shift_is_recovered_exactly() -> None:
@@ -37,7 +37,7 @@ def test_constant_shift_is_recovered_exactly() -> None:
     out = _stats.paired_difference(_scores(worse, tok), _scores(base, tok), n_boot=300)
     expected = np.exp(2.1) - np.exp(2.0)
     assert out["diff"] == pytest.approx(expected)
-    assert out["lo"] == pytest.approx(expected) and out["hi"] == pytest.approx(expected)
+    assert out["ci_low"] == pytest.approx(expected) and out["ci_high"] == pytest.approx(expected)
     del rng
 
 
@@ -49,7 +49,7 @@ def test_t_interval_matches_scipy() -> None:
     d = np.array([1.0, 2.0, 4.0])
     lo, hi = sps.t.interval(0.95, 2, loc=d.mean(), scale=sps.sem(d))
     assert out["diff"] == pytest.approx(d.mean())
-    assert out["t_lo"] == pytest.approx(lo) and out["t_hi"] == pytest.approx(hi)
+    assert out["t_low"] == pytest.approx(lo) and out["t_high"] == pytest.approx(hi)
 
 
 def test_bootstrap_interval_covers_a_real_difference_and_excludes_zero() -> None:
@@ -58,7 +58,7 @@ def test_bootstrap_interval_covers_a_real_difference_and_excludes_zero() -> None
     base = rng.normal(3.0, 0.5, size=(3, 300)) * tok
     better = base - 0.2 * tok + rng.normal(0, 0.05, size=(3, 300)) * tok
     out = _stats.paired_difference(_scores(better, tok), _scores(base, tok), n_boot=1000)
-    assert out["hi"] < 0 and out["lo"] < out["diff"] < out["hi"]
+    assert out["ci_high"] < 0 and out["ci_low"] < out["diff"] < out["ci_high"]
 
 
 def test_noise_only_difference_interval_contains_zero() -> None:
@@ -67,7 +67,7 @@ def test_noise_only_difference_interval_contains_zero() -> None:
     base = rng.normal(30, 5, size=(3, 200))
     other = base + rng.normal(0, 1, size=(3, 200))
     out = _stats.paired_difference(_scores(other, tok), _scores(base, tok), n_boot=1000)
-    assert out["lo"] < 0 < out["hi"]
+    assert out["ci_low"] < 0 < out["ci_high"]
 
 
 def test_single_seed_baseline_is_broadcast() -> None:
@@ -91,13 +91,13 @@ def _table(effect: dict[str, float], n: int = 100, seeds: int = 3) -> pd.DataFra
         for s in range(seeds):
             nll = 10 * (2.0 + shift + noise[s] + rng.normal(0, 0.001, n))
             rows.append(pd.DataFrame({"scenario": "sc", "split": "test", "method": method, "budget": 10, "seed": s,
-                                      "text_index": np.arange(n), "nll": nll, "n_tokens": 10}))
+                                      "text_index": np.arange(n), "nll_sum": nll, "n_tokens": 10}))
     return pd.concat(rows, ignore_index=True)
 
 
 def test_verdict_names_better_worse_and_tied_methods() -> None:
     table = _table({"gotd": 0.0, "matching": 0.2, "random": -0.2, "knn": 0.0})
-    scores = _stats.scores_of(table, metric="perplexity", num="nll", den="n_tokens")
+    scores = _stats.scores_of(table, metric="perplexity", num="nll_sum", den="n_tokens")
     paired = _stats.paired_table(scores, n_boot=500)
     (sentence,) = _stats.verdict_sentences(paired, pool_sizes={"sc": 1000})
     assert "at 10 chunks (1% of the pool)" in sentence
@@ -114,7 +114,7 @@ def test_verdict_names_better_worse_and_tied_methods() -> None:
 
 def test_verdict_when_nothing_differs() -> None:
     table = _table({"gotd": 0.0, "matching": 0.0})
-    paired = _stats.paired_table(_stats.scores_of(table, metric="perplexity", num="nll", den="n_tokens"), n_boot=300)
+    paired = _stats.paired_table(_stats.scores_of(table, metric="perplexity", num="nll_sum", den="n_tokens"), n_boot=300)
     (sentence,) = _stats.verdict_sentences(paired)
     assert "no method differs from GOT-D beyond the 95% intervals" in sentence
 
@@ -123,4 +123,4 @@ def test_scores_of_rejects_broken_pairing() -> None:
     table = _table({"gotd": 0.0})
     table = table.drop(index=table.index[0])
     with pytest.raises(GotdInputError, match="pairing"):
-        _stats.scores_of(table, metric="perplexity", num="nll", den="n_tokens")
+        _stats.scores_of(table, metric="perplexity", num="nll_sum", den="n_tokens")
