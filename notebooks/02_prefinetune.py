@@ -49,6 +49,7 @@ from IPython.display import display
 from gotd import experiments, plots
 from gotd.errors import GotdInputError
 from gotd.notebook_io import RunDir, resolve_path
+from gotd.outputs import check_output
 
 NOTEBOOK = "02_prefinetune"
 if not selection_path:
@@ -60,6 +61,7 @@ parameters = {"smoke": smoke, "selection_path": selection_path, "model": base_mo
               "overrides": overrides, "seed": seed, "device": device, "checkpoint_name": checkpoint_name,
               "overwrite": overwrite, "config": config.to_dict()}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
+checkpoint_dir = check_output(checkpoint_name, flag="checkpoint_name", inside=run.models, folder=True)
 selection = experiments.selection_info(resolve_path(selection_path))
 method = selection["method"] or Path(selection_path).stem
 task = selection["task"] or "-"
@@ -76,7 +78,7 @@ display(config.to_dict())
 # `overwrite=True` trains again and replaces it. An interrupted run resumes from its last checkpoint.
 
 # %%
-result = experiments.prefinetune(base_model, resolve_path(selection_path), run.models / checkpoint_name, config,
+result = experiments.prefinetune(base_model, resolve_path(selection_path), checkpoint_dir, config,
                                  overwrite=overwrite, device=device or None)
 record = result.record
 print(f"checkpoint: {result.output_dir}")

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from gotd._io import check_output_is_not_input
 from gotd.errors import GotdInputError
+from gotd.outputs import DATA_MANIFEST, check_output
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     names = list(assets.RECIPES) if args.all else (args.names or assets.default_names())
     for name in names:
         assets.get_recipe(name)  # reject a misspelt name before downloading anything
+    check_output(args.data_dir, flag="--data-dir", folder=True)  # writable, before any download
     skipped = []
     if args.all:  # optional sources whose client is missing are left out, with the reason
         for name in names:
@@ -41,7 +42,9 @@ def _data_pool(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.data_dir) / "pool"
     names = args.sources or assets.default_names("pool")
     sources = {f"data set {name}": Path(args.data_dir) / name for name in names}
-    check_output_is_not_input(out, {"--data-dir": args.data_dir, **sources})
+    # a pool may replace only a pool `gotd data pool` wrote, never a fetched data set or a user's folder
+    out = check_output(out, inputs={"--data-dir": args.data_dir, **sources}, folder=True, record=DATA_MANIFEST,
+                       replaces_folder=True)
     pool = assets.build_pool(args.data_dir, sources=args.sources, chunk_chars=args.chunk_chars or None,
                              held_out_splits=args.held_out_splits, keep_overlap=args.keep_overlap, progress=True)
     out = assets.save_pool(pool, out)
@@ -83,7 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise GotdInputError("name a config: gotd run demo, gotd run my.yaml (gotd run --list shows the built-in ones)")
+    from gotd.runner.execute import check_kernel
+
     config = load_config(args.config, args.overrides)
+    check_kernel(args.kernel)
     if args.plan:
         for point in plan_run(config, args.reports_dir):
             after = f"  (after {', '.join(point.depends_on)})" if point.depends_on else ""
@@ -91,6 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             for key, value in point.parameters.items():
                 print(f"    {key} = {json.dumps(value)}")
         return 0
+    from gotd.runner.lock import LOCK_FILE
+
+    # the run folder: writable, and replaced point by point only when gotd made it (its lock file says so)
+    check_output(Path(args.reports_dir) / config.name, flag="--reports-dir/<name>", folder=True, record=LOCK_FILE)
     summary = run_config(config, reports_dir=args.reports_dir, fail_fast=args.fail_fast, force=args.force,
                          html=not args.no_html, progress=not args.quiet, stream_output=not args.quiet,
                          kernel_name=args.kernel)
@@ -111,9 +121,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from gotd.train import preset, train
 
+    from gotd.train import RECORD_NAME
+
     model = Path(args.model)
-    check_output_is_not_input(args.out, {"--selection": args.selection, **({"--model": args.model} if model.exists()
-                                                                           else {})}, replaces_folder=True)
+    inputs = {"--selection": args.selection, **({"--model": args.model} if model.exists() else {})}
+    check_output(args.out, inputs=inputs, folder=True, record=RECORD_NAME, replaces_folder=True)
     overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
     config = preset(args.preset, **overrides)
     result = train(args.model, args.selection, args.out, config, text_field=args.text_field,
@@ -135,10 +147,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gotd.evaluate import evaluate_on_task, write_results
 
     out = Path(args.out)
-    check_output_is_not_input(out, {"--model": args.model, "--prompts": args.prompts,
-                                    "--utility-texts": args.utility_texts})
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise GotdInputError(f"--out {out} must end in .csv or .parquet")
+    for written in (out, Path(f"{out}.json")):  # and writable: checked before hours of evaluation
+        check_output(written, inputs={"--model": args.model, "--prompts": args.prompts,
+                                      "--utility-texts": args.utility_texts})
     toxicity = None
     if "toxicity" in args.metrics:
         if args.prompts is None:

@@ -28,9 +28,13 @@ def _encoder(args: argparse.Namespace) -> Any:
 def _cache_dir(args: argparse.Namespace) -> Path | None:
     from gotd.pipeline import default_cache_dir
 
+    from gotd.outputs import check_output
+
     if args.no_cache:
         return None
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.cache_dir:
+        return check_output(args.cache_dir, flag="--cache-dir", folder=True)
+    return default_cache_dir()
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,7 +105,8 @@ def _encoder_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gotd._io import atomic_path, check_output_is_not_input, provenance, write_json_atomic
+    from gotd._io import atomic_path, provenance, write_json_atomic
+    from gotd.outputs import check_output
     from gotd.data import texts_fingerprint
     from gotd.pipeline import prepare_pool
 
@@ -111,7 +116,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if out.suffix != ".npy":
         out = out.with_suffix(out.suffix + ".npy")
     for written in (out, Path(f"{out}.json")):
-        check_output_is_not_input(written, {"--input": args.input})
+        check_output(written, inputs={"--input": args.input})
     frame = prepare_pool(args.input, text_field=args.field, chunk_chars=args.chunk_chars or None,
                          drop_empty=args.drop_empty, progress=not args.quiet)
     encoder = _encoder(args)
@@ -130,7 +135,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gotd.demo import run_demo
+    from gotd.demo import RECORD_FILE, run_demo
+    from gotd.outputs import check_output
+
+    check_output(args.out, inputs={"--data-dir": args.data_dir}, folder=True, record=RECORD_FILE,
+                 replaces_folder=True)
 
     table = run_demo(args.out, data_dir=args.data_dir, budget=args.budget, seed=args.seed,
                      cache_dir=_cache_dir(args), encoder=_encoder(args), shard_size=args.shard_size,

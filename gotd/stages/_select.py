@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gotd._io import check_output_is_not_input
 from gotd.errors import GotdConvergenceError, GotdInputError
+from gotd.outputs import check_output
 from gotd.selection import Selection, save_selection
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
@@ -212,7 +212,8 @@ def select_stage(
     named = {"pool": pool, "target": target}
     for path in paths.values():
         for written in (path, Path(f"{path}.json")):
-            check_output_is_not_input(written, {k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
+            # not an input, not in a built data set, writable: before the loading and embedding
+            check_output(written, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
     if log is not None:
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
