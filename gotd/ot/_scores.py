@@ -14,7 +14,7 @@ from gotd.ot._backend import _DTYPES, _pick_block_size, resolve_compile, resolve
 from gotd.ot._geometry import _BlockDots
 from gotd.ot._inputs import _as_matrix, _as_weights, _check_dims, _positive_finite
 from gotd.ot._presets import resolve_preset
-from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale
+from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale, magnitude_factor, scaled_settings, unscaled_result
 from gotd.ot._solver import _solve, sinkhorn
 from gotd.ot._step import row_potential
 
@@ -166,9 +166,12 @@ def ot_gradients_with_diagnostics(
     calibration = settings.pop("calibration", "lava")
     x = _as_matrix(pool, "pool")
     y = _as_matrix(target, "target")
+    factor = magnitude_factor(x, y)
+    if factor != 1.0:  # extreme magnitudes: the same problem on exactly rescaled embeddings (magnitude_factor)
+        x, y, settings = x * factor, y * factor, scaled_settings(settings, factor)
     if subsample is None:
         result = _solve(x, y, preset=preset, calibration=calibration if preset else None, **settings)
-        return calibrated_gradients(result.f, calibration), result.diagnostics
+        return unscaled_result(calibrated_gradients(result.f, calibration), result.diagnostics, factor)
     n = x.shape[0]
     size = int(round(subsample * n)) if isinstance(subsample, float) and subsample <= 1.0 else int(subsample)
     if not 2 <= size <= n:
@@ -182,4 +185,4 @@ def ot_gradients_with_diagnostics(
     f_all = c_transform_scores(x, y, result.g, eps=result.diagnostics["eps"], **scoring)
     diagnostics = {**result.diagnostics, "subsample": size, "subsample_seed": seed, "n": n,
                    "scoring_seconds": time.perf_counter() - started}
-    return calibrated_gradients(f_all, calibration), diagnostics
+    return unscaled_result(calibrated_gradients(f_all, calibration), diagnostics, factor)
