@@ -219,9 +219,13 @@ def select_stage(
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
     result = SelectResult(pool=pool_df, target=target_df, n_exact_duplicates=count_exact_duplicates(
         pool_df["text"].tolist()))
+    removed = pool_df.attrs.get("duplicates_removed")  # None: no dedup asked for
+    if log is not None and removed is not None:
+        log(f"pool: --dedup removed {removed} duplicate document(s) before chunking")
     if result.n_exact_duplicates and log is not None:
-        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly "
-            "(kept; --dedup / dedup=True drops duplicate documents)")
+        why = ("kept: they come from different documents, which --dedup compares whole" if removed is not None
+               else "kept; --dedup / dedup=True drops duplicate documents")
+        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly ({why})")
     _check_pool_size(pool, pool_df, specs)
 
     if embed or any(spec.inputs == "embeddings" for spec in specs.values()):
@@ -252,7 +256,7 @@ def select_stage(
                 log(f"{method}: {_unconverged_message(method, selection.diagnostics, allowed=True)}")
         extra = {"encoder": result.encoder_settings if spec.inputs == "embeddings" else {},
                  "inputs": inputs_record, "preset": preset or None,
-                 "n_exact_duplicates": result.n_exact_duplicates,
+                 "n_exact_duplicates": result.n_exact_duplicates, "n_duplicates_removed": removed,
                  "converged": None if converged is None else bool(converged)}
         result.paths[method] = save_selection(selection, paths[method], records=pool_df, extra=extra)
         result.selections[method] = selection
