@@ -237,3 +237,35 @@ def test_a_full_disk_is_one_line_before_and_during_the_work(tmp_path: Path, text
             write_text_atomic(full / "big.txt", "x" * (1 << 20))
         assert ".tmp" not in str(info.value)
         assert sorted(p.name for p in full.iterdir()) == ["filler2"]  # nothing half-written is left
+
+
+def test_a_read_only_cache_of_finished_entries_still_serves(tmp_path: Path, texts: tuple[Path, Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pool, target = texts
+    cache = tmp_path / "cache"
+    common = ["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "knn", "--quiet",
+              "--cache-dir", cache]
+    assert run([*common, "--out", tmp_path / "a.jsonl"]) == 0
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(cache), str(cache)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount read-only here (needs root): {done.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(cache)], check=False, capture_output=True)
+        assert run([*common, "--out", tmp_path / "b.jsonl"]) == 0  # only read
+        assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+        other = write_jsonl(tmp_path / "other.jsonl", [{"text": "texts never embedded before"}])
+        assert run(["select", "--pool", pool, "--target", other, "--budget", 2, "--method", "knn", "--quiet",
+                    "--cache-dir", cache, "--out", tmp_path / "c.jsonl"]) == 2
+        line = one_line(capsys.readouterr().err)  # a new entry must be written: one line, naming the cache
+        assert "read-only" in line and "cache_dir" in line and not (tmp_path / "c.jsonl").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)
+
+
+def test_a_notebook_run_dir_inside_a_data_set_is_refused(tmp_path: Path) -> None:
+    from gotd.notebook_io import RunDir
+
+    task = fake_data_set(tmp_path / "data" / "rotten-tomatoes")
+    with pytest.raises(GotdInputError, match="run_dir .* is in the built data set"):
+        RunDir(task / "run", "01_select")
+    assert sorted(p.name for p in task.iterdir()) == ["data.parquet", "manifest.json"]

@@ -33,7 +33,9 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
     if args.no_cache:
         return None
     if args.cache_dir:
-        return check_output(args.cache_dir, flag="--cache-dir", folder=True)
+        # not in a data set; writability is probed where a new cache entry is written (a read-only cache of
+        # finished entries still serves)
+        return check_output(args.cache_dir, flag="--cache-dir", folder=True, probe=False)
     return default_cache_dir()
 
 
