@@ -88,9 +88,10 @@ def check_output(out: str | os.PathLike[str], *, flag: str = "--out", inputs: Ma
     folder : bool
         ``out`` is a folder (else a file).
     record : str, optional
-        For a folder output: the file gotd writes into every such folder (``gotd_train.json``;
-        ``manifest.json`` for a pool). An existing non-empty folder without it was not written by gotd and
-        is refused: gotd never replaces, and ``--overwrite`` never deletes, what it did not write.
+        The record that proves gotd wrote an existing output. For a folder: a file gotd writes into every
+        such folder (``gotd_train.json``; ``manifest.json`` for a pool); for a file: the suffix of its
+        sidecar (``".json"``: ``<out>.json``). An existing output without its record was not written by gotd
+        and is refused: gotd never replaces, and ``--overwrite`` never deletes, what it did not write.
     replaces_folder : bool
         ``out`` is a folder removed and written anew: an input inside it is refused too.
     probe : bool
@@ -123,6 +124,10 @@ def check_output(out: str | os.PathLike[str], *, flag: str = "--out", inputs: Ma
         _check_own_folder(raw, flag, target, record)
     elif target.is_dir():
         raise GotdInputError(f"{flag} {raw} is a folder; give the path of a file to write")
+    elif record is not None and target.exists() and not Path(f"{target}{record}").is_file():
+        raise GotdInputError(f"{flag} {raw} already exists and was not written by gotd (it has no {target.name}{record} "
+                             "next to it); gotd replaces only its own outputs: choose another path, or remove it "
+                             "yourself")
     if probe:
         probe_writable(target, flag=flag)
     return target

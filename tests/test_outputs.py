@@ -269,3 +269,22 @@ def test_a_notebook_run_dir_inside_a_data_set_is_refused(tmp_path: Path) -> None
     with pytest.raises(GotdInputError, match="run_dir .* is in the built data set"):
         RunDir(task / "run", "01_select")
     assert sorted(p.name for p in task.iterdir()) == ["data.parquet", "manifest.json"]
+
+
+def test_a_file_gotd_did_not_write_is_never_replaced(tmp_path: Path, texts: tuple[Path, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pool, target = texts
+    mine = tmp_path / "results.csv"
+    mine.write_text("my,own\n1,2\n")
+    common = ["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "random", "--quiet",
+              "--no-cache"]
+    assert run([*common, "--out", mine]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert str(mine) in line and "was not written by gotd" in line and mine.read_text() == "my,own\n1,2\n"
+    assert run(["embed", "--input", pool, "--out", tmp_path / "results.csv.npy", "--quiet", "--no-cache"]) == 0
+    (tmp_path / "mine.npy").write_bytes(b"mine")
+    assert run(["embed", "--input", pool, "--out", tmp_path / "mine.npy", "--quiet", "--no-cache"]) == 2
+    assert (tmp_path / "mine.npy").read_bytes() == b"mine"
+    # gotd's own output (its sidecar next to it) is written again
+    assert run([*common, "--out", tmp_path / "sel.csv"]) == 0
+    assert run([*common, "--out", tmp_path / "sel.csv"]) == 0

@@ -151,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise GotdInputError(f"--out {out} must end in .csv or .parquet")
     for written in (out, Path(f"{out}.json")):  # and writable: checked before hours of evaluation
         check_output(written, inputs={"--model": args.model, "--prompts": args.prompts,
-                                      "--utility-texts": args.utility_texts})
+                                      "--utility-texts": args.utility_texts}, record=".json" if written == out else None)
     toxicity = None
     if "toxicity" in args.metrics:
         if args.prompts is None:
@@ -168,12 +168,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              scoring=args.scoring, batch_size=args.batch_size, max_length=args.max_length,
                              seed=args.seed, n_bootstrap=args.bootstrap, finetune=finetune, toxicity=toxicity,
                              device=args.device, progress=not args.quiet)
-    write_results(table, out)
     from gotd.devices import resolve_device
 
     device = str(resolve_device(args.device))
+    # the sidecar first: a results file always has the sidecar that proves gotd wrote it
     write_json_atomic(str(out) + ".json", {"command": "evaluate", "arguments": vars(args), "rows": len(table),
                                            **provenance(device=device)})
+    write_results(table, out)
     columns = [c for c in ("model", "task", "split", "metric", "value", "ci_low", "ci_high", "seed", "n")
                if c in table.columns]
     print(table[columns].to_string(index=False))

@@ -118,20 +118,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if out.suffix != ".npy":
         out = out.with_suffix(out.suffix + ".npy")
     for written in (out, Path(f"{out}.json")):
-        check_output(written, inputs={"--input": args.input})
+        check_output(written, inputs={"--input": args.input}, record=".json" if written == out else None)
     frame = prepare_pool(args.input, text_field=args.field, chunk_chars=args.chunk_chars or None,
                          drop_empty=args.drop_empty, progress=not args.quiet)
     encoder = _encoder(args)
     texts = frame["text"].tolist()
     extra = {} if args.shard_size is None else {"shard_size": args.shard_size}
     vectors = encoder.encode(texts, cache_dir=_cache_dir(args), progress=not args.quiet, **extra)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, vectors)
+    # the sidecar first: an .npy file always has the sidecar that proves gotd wrote it
     write_json_atomic(str(out) + ".json", {
         "input": os.fspath(args.input), "rows": len(texts), "dim": int(vectors.shape[1]),
         "ids": frame["id"].tolist(), "texts_sha256": texts_fingerprint(texts), "encoder": encoder.settings(),
         "chunk_chars": args.chunk_chars or None, **provenance(device=encoder.device)})
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
     print(f"embedded {len(texts)} texts ({vectors.shape[1]}-d) -> {out} (+ {out}.json)")
     return 0
 

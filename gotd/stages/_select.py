@@ -213,7 +213,8 @@ def select_stage(
     for path in paths.values():
         for written in (path, Path(f"{path}.json")):
             # not an input, not in a built data set, writable: before the loading and embedding
-            check_output(written, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
+            check_output(written, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
+                         record=".json" if written == path else None)
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
     if log is not None:
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
