@@ -79,3 +79,16 @@ def test_a_stage_notebook_that_is_not_a_notebook_is_one_line_at_plan_time(tmp_pa
     assert main(["run", str(tmp_path / "c.yaml"), "--reports-dir", str(tmp_path / "reports"), "--plan"]) == 2
     err = capsys.readouterr().err
     assert f"notebook {nb}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_never_empties_a_folder_gotd_did_not_make(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "toy.ipynb")
+    reports = tmp_path / "reports"
+    users = reports / "proof"  # the run's folder name, already holding a user's work
+    users.mkdir(parents=True)
+    (users / "toy").mkdir()
+    (users / "toy" / "notes.txt").write_text("mine")
+    with pytest.raises(GotdInputError, match="was not written by gotd"):
+        run_module.run_config(validate_config(config(tmp_path)), reports_dir=reports, progress=False,
+                              stream_output=False, html=False)
+    assert (users / "toy" / "notes.txt").read_text() == "mine"

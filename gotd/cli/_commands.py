@@ -97,10 +97,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             for key, value in point.parameters.items():
                 print(f"    {key} = {json.dumps(value)}")
         return 0
-    from gotd.runner.lock import LOCK_FILE
-
-    # the run folder: writable, and replaced point by point only when gotd made it (its lock file says so)
-    check_output(Path(args.reports_dir) / config.name, flag="--reports-dir/<name>", folder=True, record=LOCK_FILE)
     summary = run_config(config, reports_dir=args.reports_dir, fail_fast=args.fail_fast, force=args.force,
                          html=not args.no_html, progress=not args.quiet, stream_output=not args.quiet,
                          kernel_name=args.kernel)
