@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from gotd.errors import GotdInputError
+from gotd.outputs import write_error
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM})
 _TRACKED_PACKAGES = ("gotd", "numpy", "torch", "transformers", "pot", "pandas", "pyarrow")
 
 
@@ -38,6 +41,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise GotdInputError(f"cannot write {path}: the folder {path.parent} is not writable or not a folder "
                              f"({exc.strerror or type(exc).__name__}); choose an output path in a folder you can "
                              "write to") from None
+    except OSError as exc:  # read-only file system, full disk
+        raise write_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates the file private (0600); give the result the permissions a plain open() would.
@@ -45,12 +50,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            # a full or read-only disk while writing: name the user's output, not the temporary file
+            raise write_error(path, exc) from None
         try:
             os.replace(tmp_path, path)
         except (IsADirectoryError, PermissionError) as exc:
             raise GotdInputError(f"cannot write {path}: {'it is a folder' if path.is_dir() else exc.strerror}; "
                                  "give the path of a file to write") from None
+        except OSError as exc:
+            raise write_error(path, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -58,42 +71,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def check_output_is_not_input(out: str | os.PathLike[str], inputs: Mapping[str, Any], *,
                               out_flag: str = "--out", replaces_folder: bool = False) -> None:
-    """Refuse to write ``out`` when it is one of ``inputs``: writing it would destroy the user's input.
+    """Refuse to write ``out`` when it is one of ``inputs`` or inside a built data set.
 
-    Two paths are the same when they resolve to the same place (symlinks followed) or name the same file
-    (device and inode: hard links). With ``replaces_folder=True`` (``out`` is a folder the command replaces
-    as a whole) an input inside ``out`` is refused too.
-
-    Parameters
-    ----------
-    out : path
-        The output the command is about to write (it may not exist yet).
-    inputs : mapping of str to path or None
-        What the command reads, by the name the user knows it under (``"--pool"``); None entries are ignored.
-    out_flag : str
-        How the user named the output, for the message.
-    replaces_folder : bool
-        ``out`` is a folder that is removed and written anew.
+    Kept for the callers that name only inputs; it is :func:`gotd.outputs.check_output` without the
+    writability probe (see there for the rules: same path, symlink or hard link; with
+    ``replaces_folder=True`` an input inside ``out`` too).
 
     Raises
     ------
     GotdInputError
-        Naming both the input and the output.
+        Naming the input (or data set) and the output.
     """
-    target = Path(out).expanduser()
-    resolved = target.resolve()
-    for name, value in inputs.items():
-        if value is None or not isinstance(value, (str, os.PathLike)):
-            continue
-        source = Path(value).expanduser()
-        same = source.resolve() == resolved
-        with contextlib.suppress(OSError):
-            same = same or os.path.samefile(source, target)
-        inside = replaces_folder and resolved in source.resolve().parents
-        if same or inside:
-            how = "is" if same else "contains"
-            raise GotdInputError(f"{out_flag} {out} {how} the input {name} {value}: writing it would replace what "
-                                 f"gotd reads; choose another output path")
+    from gotd.outputs import check_output
+
+    check_output(out, flag=out_flag, inputs=inputs, replaces_folder=replaces_folder, folder=replaces_folder,
+                 probe=False)
 
 
 def apply_umask(folder: str | os.PathLike[str]) -> None:

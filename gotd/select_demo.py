@@ -15,6 +15,7 @@ import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic, write_text_atomic
 from gotd.embed import Encoder
+from gotd.outputs import check_output
 from gotd.stages import select_stage
 
 SELECT_DEMO_TARGET = "rotten-tomatoes"
@@ -53,7 +54,8 @@ def run_select_demo(
         to ``<out_dir>/domain_shares.csv`` next to each selection file, ``summary.md`` and
         ``select-demo.json``.
     """
-    out = Path(out_dir)
+    # gotd's own demo folder (its record says so) or a new one; not a data set; writable
+    out = check_output(out_dir, folder=True, record=RECORD_FILE, inputs={"data_dir": data_dir}, replaces_folder=True)
     methods = tuple(methods or select_demo_methods())
     result = select_stage("builtin", SELECT_DEMO_TARGET, budget, methods=methods, out=out, seed=seed, encoder=encoder,
                           cache_dir=cache_dir, shard_size=shard_size, progress=progress,

@@ -204,15 +204,24 @@ def save_selection(selection: Selection, path: str | Path, *, records: pd.DataFr
     if suffix not in SELECTION_FORMATS:
         raise GotdInputError(f"{path}: unknown selection format {suffix!r}; use one of {', '.join(SELECTION_FORMATS)}")
     frame = selection.to_frame(records)
-    with atomic_path(path) as tmp:
-        _write_frame(frame, tmp, suffix)
     fingerprint = None
     if records is not None and "text" in records.columns:
         fingerprint = texts_fingerprint(records["text"].tolist())
+    # The sidecar is written before the data file is renamed into place: a selection file always has its
+    # sidecar next to it, which proves gotd wrote it (gotd.outputs.check_output replaces nothing else).
+    with atomic_path(path) as tmp:
+        _write_frame(frame, tmp, suffix)
+        _write_sidecar(path, frame, tmp, selection, fingerprint, None if records is None else len(records), extra)
+    return path
+
+
+def _write_sidecar(path: Path, frame: pd.DataFrame, data: Path, selection: Selection, fingerprint: str | None,
+                   n_records: int | None, extra: dict[str, Any] | None) -> None:
+    """The sidecar ``<path>.json`` of the selection whose data file is (still) at ``data``."""
     meta = {
         "format_version": _FORMAT_VERSION,
         "data_file": path.name,
-        "data_sha256": file_sha256(path),
+        "data_sha256": file_sha256(data),
         "columns": list(frame.columns),
         "method": selection.method,
         "params": selection.params,
@@ -220,14 +229,13 @@ def save_selection(selection: Selection, path: str | Path, *, records: pd.DataFr
         "seed": selection.seed,
         "score_name": selection.score_name,
         "score_order": selection.score_order,
-        "n_pool": selection.n_pool if selection.n_pool is not None else (len(records) if records is not None else None),
+        "n_pool": selection.n_pool if selection.n_pool is not None else n_records,
         "budget": selection.budget,
         "pool_fingerprint": fingerprint,
         "provenance": provenance(device=_device_of(selection.diagnostics)),
         "extra": extra or {},
     }
     write_json_atomic(sidecar_path(path), meta)
-    return path
 
 
 def load_selection(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -36,6 +36,7 @@ from IPython.display import display
 from gotd import plots
 from gotd.stages import prefinetune
 from gotd.errors import GotdInputError
+from gotd.outputs import check_output
 from gotd.paths import resolve_path
 from gotd.runner.rundir import RunDir
 
@@ -49,6 +50,7 @@ parameters = {"smoke": smoke, "selection_path": selection_path, "model": base_mo
               "overrides": overrides, "seed": seed, "device": device, "checkpoint_name": checkpoint_name,
               "overwrite": overwrite, "config": config.to_dict()}
 run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
+checkpoint_dir = check_output(checkpoint_name, flag="checkpoint_name", inside=run.models, folder=True)
 selection = prefinetune.selection_info(resolve_path(selection_path))
 method = selection["method"] or Path(selection_path).stem
 task = selection["task"] or "-"
@@ -65,7 +67,7 @@ display(config.to_dict())
 # `overwrite=True` trains again and replaces it. An interrupted run resumes from its last checkpoint.
 
 # %%
-result = prefinetune.prefinetune_stage(base_model, resolve_path(selection_path), run.models / checkpoint_name, config,
+result = prefinetune.prefinetune_stage(base_model, resolve_path(selection_path), checkpoint_dir, config,
                                  overwrite=overwrite, device=device or None)
 record = result.record
 print(f"checkpoint: {result.output_dir}")

@@ -166,3 +166,39 @@ def test_dsir_rejects_bad_input():
         select(["a b", "c"], ["a"], 1, method="dsir", smoothing=0)
     with pytest.raises(GotdInputError, match="target: no text has a single token"):
         select(["a b", "c"], [" ", ""], 1, method="dsir", min_length=0)
+
+
+# The reference is data-selection as installed with current nltk, whose WordPunctTokenizer compiles its
+# pattern with the `regex` engine: there \w matches combining marks, so "i̇zmir" is one word.
+MARKED = ["i̇zmir", "İzmir", "e\u0301te\u0301", "naïve", "बिल्ली", "ภาษาไทย", "كَتَبَ", "ñandú", "n\u0303o"]
+
+
+def test_tokeniser_matches_nltk_on_combining_marks():
+    nltk_tokenize = pytest.importorskip("nltk.tokenize")
+    from gotd.selectors._dsir import TOKEN_PATTERN
+
+    for text in [*MARKED, " ".join(MARKED) + " -- (i̇zmir's) e\u0301!"]:
+        assert TOKEN_PATTERN.findall(text.lower()) == nltk_tokenize.WordPunctTokenizer().tokenize(text.lower()), text
+    assert TOKEN_PATTERN.findall("i̇zmir") == ["i̇zmir"]
+
+
+def test_weights_equal_the_package_on_texts_with_combining_marks(tmp_path):
+    rng = np.random.default_rng(5)
+    pool, target = corpus(5, n_pool=150)
+    pool = [t + " " + " ".join(rng.choice(MARKED, size=int(rng.integers(0, 30)))) for t in pool]
+    target = [t + " " + " ".join(rng.choice(MARKED[:4], size=20)) for t in target]
+    weights, rows = package_run(pool, target, tmp_path, 30, 0)
+    np.testing.assert_allclose(dsir_log_weights(pool, target), weights, rtol=1e-9, atol=1e-9)
+    assert set(run_selector(pool, target, 30, method="dsir", seed=0).indices.tolist()) == rows
+
+
+def test_the_old_smoothing_is_refused_naming_its_new_name():
+    pool, target = corpus(1, n_pool=60)
+    for call in (lambda: select(pool, target, 5, method="dsir", smoothing=1.0),
+                 lambda: dsir_log_weights(pool, target, smoothing=1.0)):
+        with pytest.raises(GotdInputError, match="smoothing=1.0 is no longer accepted.*probability_floor"):
+            call()
+    default = dsir_log_weights(pool, target)
+    np.testing.assert_array_equal(dsir_log_weights(pool, target, probability_floor=1e-8), default)
+    assert not np.allclose(dsir_log_weights(pool, target, probability_floor=1e-3), default)
+    assert run_selector(pool, target, 5, method="dsir").params["probability_floor"] == 1e-8

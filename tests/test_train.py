@@ -264,7 +264,7 @@ def test_an_existing_output_is_reused_only_for_the_same_run(tiny: Path, tmp_path
     assert redone.record["config"]["learning_rate"] == 1e-3 and read_train_record(out) == redone.record
     unfinished = tmp_path / "unfinished"
     (unfinished / "sub").mkdir(parents=True)
-    with pytest.raises(GotdInputError, match="not a finished gotd train output"):
+    with pytest.raises(GotdInputError, match="unfinished .*was not written by gotd .*no gotd_train.json"):
         train(tiny, REPETITIVE, unfinished, FAST, progress=False)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gotd._io import atomic_path, file_sha256, provenance, write_json_atomic
+from gotd.outputs import check_output
 from gotd.assets.build import DATA_FILE, MANIFEST_FILE, fetch, load
 from gotd.assets.registry import RECIPES, default_names, get_recipe
 from gotd.errors import GotdInputError
@@ -180,7 +181,8 @@ def save_pool(pool: pd.DataFrame, folder: str | os.PathLike[str]) -> Path:
 
     Both files are written atomically; the manifest also records the parquet file's SHA-256 and provenance.
     """
-    folder = Path(folder)
+    # a new folder, or a pool this function wrote (its manifest says so): never a fetched data set or a user's
+    folder = check_output(folder, folder=True, record=MANIFEST_FILE)
     report = dict(pool.attrs.get("report", {}))
     with atomic_path(folder / DATA_FILE) as tmp:
         pool.to_parquet(tmp, index=False)

@@ -45,6 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"gotd: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a disk that filled up or went read-only mid-way: one line, not a traceback
+        from gotd.outputs import write_error
+
+        where = exc.filename if exc.filename is not None else "an output"
+        print(f"gotd: error: {write_error(where, exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gotd: interrupted; finished files are complete, nothing half-written was kept", file=sys.stderr)
         return 130

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from gotd._io import check_output_is_not_input
 from gotd.errors import GotdInputError
+from gotd.outputs import DATA_MANIFEST, check_output
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     names = list(assets.RECIPES) if args.all else (args.names or assets.default_names())
     for name in names:
         assets.get_recipe(name)  # reject a misspelt name before downloading anything
+    check_output(args.data_dir, flag="--data-dir", folder=True)  # writable, before any download
     skipped = []
     if args.all:  # optional sources whose client is missing are left out, with the reason
         for name in names:
@@ -41,7 +42,9 @@ def _data_pool(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.data_dir) / "pool"
     names = args.sources or assets.default_names("pool")
     sources = {f"data set {name}": Path(args.data_dir) / name for name in names}
-    check_output_is_not_input(out, {"--data-dir": args.data_dir, **sources})
+    # a pool may replace only a pool `gotd data pool` wrote, never a fetched data set or a user's folder
+    out = check_output(out, inputs={"--data-dir": args.data_dir, **sources}, folder=True, record=DATA_MANIFEST,
+                       replaces_folder=True)
     pool = assets.build_pool(args.data_dir, sources=args.sources, chunk_chars=args.chunk_chars or None,
                              held_out_splits=args.held_out_splits, keep_overlap=args.keep_overlap, progress=True)
     out = assets.save_pool(pool, out)
@@ -83,7 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise GotdInputError("name a config: gotd run demo, gotd run my.yaml (gotd run --list shows the built-in ones)")
+    from gotd.runner.execute import check_kernel
+
     config = load_config(args.config, args.overrides)
+    check_kernel(args.kernel)
     if args.plan:
         for point in plan_run(config, args.reports_dir):
             after = f"  (after {', '.join(point.depends_on)})" if point.depends_on else ""
@@ -112,9 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gotd.stages import prefinetune_stage
     from gotd.train import preset
 
+    from gotd.train import RECORD_NAME
+
     model = Path(args.model)
-    check_output_is_not_input(args.out, {"--selection": args.selection, **({"--model": args.model} if model.exists()
-                                                                           else {})}, replaces_folder=True)
+    inputs = {"--selection": args.selection, **({"--model": args.model} if model.exists() else {})}
+    check_output(args.out, inputs=inputs, folder=True, record=RECORD_NAME, replaces_folder=True)
     overrides = {key[4:]: value for key, value in vars(args).items() if key.startswith("cfg_") and value is not None}
     config = preset(args.preset, **overrides)
     # the notebooks' rule: reuse a finished identical output, resume an unfinished run's checkpoints
@@ -137,10 +145,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gotd.evaluate import evaluate_on_task, write_results
 
     out = Path(args.out)
-    check_output_is_not_input(out, {"--model": args.model, "--prompts": args.prompts,
-                                    "--utility-texts": args.utility_texts})
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise GotdInputError(f"--out {out} must end in .csv or .parquet")
+    for written in (out, Path(f"{out}.json")):  # and writable: checked before hours of evaluation
+        check_output(written, inputs={"--model": args.model, "--prompts": args.prompts,
+                                      "--utility-texts": args.utility_texts}, record=".json" if written == out else None)
     toxicity = None
     if "toxicity" in args.metrics:
         if args.prompts is None:
@@ -157,12 +166,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              scoring=args.scoring, batch_size=args.batch_size, max_length=args.max_length,
                              seed=args.seed, n_bootstrap=args.bootstrap, finetune=finetune, toxicity=toxicity,
                              device=args.device, progress=not args.quiet)
-    write_results(table, out)
     from gotd.devices import resolve_device
 
     device = str(resolve_device(args.device))
+    # the sidecar first: a results file always has the sidecar that proves gotd wrote it
     write_json_atomic(str(out) + ".json", {"command": "evaluate", "arguments": vars(args), "rows": len(table),
                                            **provenance(device=device)})
+    write_results(table, out)
     columns = [c for c in ("model", "task", "split", "metric", "value", "ci_low", "ci_high", "seed", "n")
                if c in table.columns]
     print(table[columns].to_string(index=False))

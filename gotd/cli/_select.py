@@ -28,9 +28,15 @@ def _encoder(args: argparse.Namespace) -> Any:
 def _cache_dir(args: argparse.Namespace) -> Path | None:
     from gotd.stages.inputs import default_cache_dir
 
+    from gotd.outputs import check_output
+
     if args.no_cache:
         return None
-    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.cache_dir:
+        # not in a data set; writability is probed where a new cache entry is written (a read-only cache of
+        # finished entries still serves)
+        return check_output(args.cache_dir, flag="--cache-dir", folder=True, probe=False)
+    return default_cache_dir()
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,7 +107,8 @@ def _encoder_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gotd._io import atomic_path, check_output_is_not_input, provenance, write_json_atomic
+    from gotd._io import atomic_path, provenance, write_json_atomic
+    from gotd.outputs import check_output
     from gotd.data import texts_fingerprint
     from gotd.stages.inputs import prepare_pool
 
@@ -111,20 +118,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if out.suffix != ".npy":
         out = out.with_suffix(out.suffix + ".npy")
     for written in (out, Path(f"{out}.json")):
-        check_output_is_not_input(written, {"--input": args.input})
+        check_output(written, inputs={"--input": args.input}, record=".json" if written == out else None)
     frame = prepare_pool(args.input, text_field=args.field, chunk_chars=args.chunk_chars or None,
                          drop_empty=args.drop_empty, progress=not args.quiet)
     encoder = _encoder(args)
     texts = frame["text"].tolist()
     extra = {} if args.shard_size is None else {"shard_size": args.shard_size}
     vectors = encoder.encode(texts, cache_dir=_cache_dir(args), progress=not args.quiet, **extra)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, vectors)
+    # the sidecar first: an .npy file always has the sidecar that proves gotd wrote it
     write_json_atomic(str(out) + ".json", {
         "input": os.fspath(args.input), "rows": len(texts), "dim": int(vectors.shape[1]),
         "ids": frame["id"].tolist(), "texts_sha256": texts_fingerprint(texts), "encoder": encoder.settings(),
         "chunk_chars": args.chunk_chars or None, **provenance(device=encoder.device)})
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
     print(f"embedded {len(texts)} texts ({vectors.shape[1]}-d) -> {out} (+ {out}.json)")
     return 0
 

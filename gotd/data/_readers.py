@@ -97,6 +97,7 @@ def read_texts(
 
     texts = frame[text_field].tolist()
     empty = _validate_texts(label, loc, text_field, texts)
+    _check_unicode(label, loc, f"field '{text_field}'", texts)
     keep = np.ones(len(texts), dtype=bool)
     if empty:
         if not drop_empty:
@@ -116,12 +117,43 @@ def read_texts(
         raise GotdInputError(f"no texts in {label}: all {len(texts)} rows were empty; "
                              "give a source with at least one non-empty text")
 
+    _check_unicode(label, [loc[i] for i in rows], "id", ids)
     out = pd.DataFrame({"id": ids, "text": [texts[i] for i in rows]})
     for column in carried:
         out[column] = frame[column].iloc[rows].reset_index(drop=True)
     exact = report_exact_duplicates(out["text"].tolist(), label, "texts")
     out.attrs = {"source": label, "dropped_empty": len(empty), "exact_duplicates": exact}
     return out
+
+
+def _check_unicode(label: str, loc: Sequence[str], what: str, values: Sequence[Any]) -> None:
+    """Refuse strings that are not valid Unicode text: a lone surrogate (``"\\ud800"`` is valid JSON) cannot
+    be encoded as UTF-8, so no tokenizer, parquet or JSON file could take it later."""
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise GotdInputError(
+                    f"{label} {loc[i]}: {what} holds {value[err.start]!r} at character {err.start}, a lone "
+                    "surrogate that is not valid Unicode text; remove or replace that character") from None
+
+
+def _check_file_name(path: Path) -> None:
+    """A path whose name is not valid UTF-8 (bytes decoded with surrogate escapes) cannot be recorded."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+        raise GotdInputError(f"{shown}: the file name is not valid UTF-8, so it cannot be recorded in ids and "
+                             "sidecars; rename the file") from None
+
+
+def _check_readable_kind(path: Path) -> None:
+    """Only regular files and folders: a FIFO would block forever, a device or socket is no text file."""
+    if not (path.is_file() or path.is_dir()):
+        raise GotdInputError(f"{path}: not a regular file or folder (a pipe, device or socket); save the texts to "
+                             f"a file ({', '.join(READABLE_SUFFIXES)}) and pass that")
 
 
 def _load(source: Any, text_field: str, id_field: str) -> _Loaded:
@@ -138,8 +170,10 @@ def _load(source: Any, text_field: str, id_field: str) -> _Loaded:
         raise GotdInputError(f"cannot read texts from a {type(source).__name__}; give {_SOURCE_KINDS}")
 
     path = Path(source)
+    _check_file_name(path)
     if not path.exists():
         raise GotdInputError(f"{path}: no such file or folder; check the path")
+    _check_readable_kind(path)
     if path.is_dir():
         return _load_txt_folder(path, text_field, id_field)
     suffix = path.suffix.lower()
@@ -217,6 +251,10 @@ def _require_objects(path: Path, unit: str, numbers: Sequence[int], items: Seque
         if not isinstance(item, dict):
             raise GotdInputError(f"{path.name} {unit} {number}: expected a JSON object such as "
                                  f"{{\"text\": \"...\"}}, got {type(item).__name__}")
+        # JSON may spell a lone surrogate ("\\ud800"); the table cannot hold it, so refuse it here, by line
+        for key, value in item.items():
+            _check_unicode(path.name, [f"{unit} {number}"], "a field name", [key])
+            _check_unicode(path.name, [f"{unit} {number}"], f"field {key!r}", [value])
 
 
 def _load_parquet(path: Path, text_field: str, id_field: str = "id") -> _Loaded:
@@ -258,7 +296,14 @@ def _load_txt_folder(folder: Path, text_field: str, id_field: str = "id") -> _Lo
         raise GotdInputError(f"no texts in {folder}: a folder source is read as one document per "
                              ".txt file and it has none; add .txt files or pass a data file")
     names = [p.relative_to(folder).as_posix() for p in files]
-    texts = [p.read_text(encoding="utf-8") for p in files]
+    texts = []
+    for path in files:
+        _check_file_name(path)
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise GotdInputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-encode the file "
+                                 "as UTF-8 or move it out of the folder") from None
     frame = pd.DataFrame({text_field: pd.Series(texts, dtype=object)})
     return _Loaded(frame, str(folder), names, names)
 

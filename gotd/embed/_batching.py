@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from gotd.tokenwindow import head_tokens
 
 
 class BlockPreparer:
@@ -30,17 +31,20 @@ class BlockPreparer:
     _worker_state: Any
 
     def _tokenize(self, texts: list[str], tokenizer: Any = None) -> tuple[list[dict[str, list[int]]], int]:
-        """Tokenise once; return per-text features (truncated to max_length) and how many were truncated."""
+        """Tokenise once; return per-text features (truncated to max_length) and how many were truncated.
+
+        Only a window of each text's characters is tokenised (:func:`gotd.tokenwindow.head_tokens`), so a
+        huge text costs memory for the tokens kept, not for the whole text.
+        """
         if not texts:
             return [], 0
         tokenizer = self.tokenizer if tokenizer is None else tokenizer
-        full = tokenizer(texts, truncation=False, padding=False, verbose=False)
-        names = list(full.keys())
-        features = [{name: full[name][i] for name in names} for i in range(len(texts))]
-        too_long = [i for i, f in enumerate(features) if len(f["input_ids"]) > self.max_length]
+        windows, features, longer = head_tokens(tokenizer, texts, self.max_length, padding=False, verbose=False)
+        names = list(features[0].keys())
+        too_long = [i for i, flag in enumerate(longer) if flag]
         if too_long:
             cut = tokenizer(
-                [texts[i] for i in too_long], truncation=True, max_length=self.max_length, padding=False
+                [windows[i] for i in too_long], truncation=True, max_length=self.max_length, padding=False
             )
             for j, i in enumerate(too_long):
                 features[i] = {name: cut[name][j] for name in names}

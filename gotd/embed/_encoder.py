@@ -42,6 +42,7 @@ from gotd.embed._loading import (
 from gotd.embed._onnx import OnnxEncoderModel, check_backend
 from gotd.embed._pooling import POOLINGS, pool_hidden_states
 from gotd.errors import GotdInputError
+from gotd.outputs import check_output
 from gotd.shards import update_manifest, write_manifest
 from gotd.validation import check_texts
 
@@ -340,6 +341,9 @@ class Encoder(BlockPreparer):
             warnings.warn(f"embedding cache {folder} does not match these texts; recomputing it", stacklevel=3)
             manifest = None
         if manifest is None:
+            # a new entry is written: the cache must be writable and outside any data set (a complete entry is
+            # only read, so a read-only cache of finished entries still serves)
+            check_output(folder, flag="cache_dir", folder=True)
             manifest = new_manifest(key, texts_sha256, len(texts), self.dim, shard_size, self.storage_dtype,
                                     self.settings())
             write_manifest(folder, manifest)

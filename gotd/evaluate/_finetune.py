@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from gotd.errors import GotdInputError
-from gotd.evaluate._common import _bos, _check_texts, _encode, _table
+from gotd.evaluate._common import _bos, _check_texts, _table
 from gotd.evaluate._stats import classification_metrics
 from gotd.evaluate._zero_shot import _label_indices, _label_setup
+from gotd.tokenwindow import head_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +110,16 @@ def few_label_finetune(
         tokenizer.pad_token = tokenizer.eos_token
     encoded: dict[str, list[list[int]]] = {}
     n_truncated: dict[str, int] = {}
+    bos = _bos(tokenizer)
     for split, (x, _) in splits.items():
-        ids = [_bos(tokenizer) + t for t in _encode(tokenizer, x)]
-        long = [i for i, t in enumerate(ids) if len(t) > max_length]
+        # only a window of each text is tokenised: memory for the max_length tokens kept, not the whole text
+        _, features, longer = head_tokens(tokenizer, x, max_length - len(bos), add_special_tokens=False)
+        ids = [bos + list(f["input_ids"]) for f in features]
+        long = [i for i, flag in enumerate(longer) if flag]
         if long and not truncate:
             raise GotdInputError(
                 f"{len(long)} of {len(ids)} {split} texts are longer than max_length={max_length} tokens (e.g. text "
-                f"{long[0]}: {len(ids[long[0]])} tokens); raise max_length or pass truncate=True (--truncate) to cut "
+                f"{long[0]}: more than {max_length}); raise max_length or pass truncate=True (--truncate) to cut "
                 "them (the number cut is recorded)")
         n_truncated[split] = len(long)
         encoded[split] = [t[:max_length] for t in ids]

@@ -186,3 +186,68 @@ def resolve_eps(eps: float | None, eps_rel: float | None, cost_std: float) -> tu
         eps_rel = DEFAULT_EPS_REL if eps_rel is None else eps_rel
         return eps_rel * cost_std, eps_rel
     return eps, eps / cost_std
+
+
+SAFE_MAGNITUDE = (2.0 ** -20, 2.0 ** 20)
+"""Largest absolute embedding value below/above which the solve runs on exactly rescaled embeddings."""
+
+
+def magnitude_factor(*matrices: Any) -> float:
+    """The power of two that brings the largest absolute value of ``matrices`` into [0.5, 1); 1.0 when it
+    already lies in :data:`SAFE_MAGNITUDE` (or every value is 0).
+
+    Why: the cost is a squared distance, so values around 1e19 (or 1e-19) give costs around 1e38 (1e-38),
+    at the edge of float32 (the GEMM precision) and, further out, of float64; the kernel then overflows or
+    underflows and Sinkhorn fails for a reason that raising eps cannot fix. Multiplying every embedding by
+    one power of two is exact in binary floating point, scales the cost by its square and leaves the
+    selection unchanged as long as eps scales with it: ``eps_rel`` does by construction (eps = eps_rel x
+    scale(C)), an absolute ``eps`` is scaled here by the same square (:func:`scaled_settings`).
+    """
+    peak = 0.0
+    for m in matrices:
+        if isinstance(m, torch.Tensor):
+            if m.numel():
+                peak = max(peak, float(m.detach().abs().max()))
+        else:
+            arr = np.asarray(m)
+            if arr.size:
+                peak = max(peak, float(np.max(np.abs(arr))))
+    if peak == 0.0 or not math.isfinite(peak) or SAFE_MAGNITUDE[0] <= peak <= SAFE_MAGNITUDE[1]:
+        return 1.0
+    exponent = min(max(math.frexp(peak)[1], -1000), 1000)
+    return math.ldexp(1.0, -exponent)
+
+
+def scaled_settings(settings: dict[str, Any], factor: float) -> dict[str, Any]:
+    """``settings`` with an absolute ``eps`` (cost units) multiplied by ``factor**2`` (see :func:`magnitude_factor`)."""
+    if factor == 1.0 or settings.get("eps") is None:
+        return settings
+    return {**settings, "eps": float(settings["eps"]) * factor * factor}
+
+
+def unscaled_result(values: np.ndarray, diagnostics: dict[str, Any], factor: float
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+    """OT gradients (cost units) and diagnostics of a solve on embeddings multiplied by ``factor``, given back
+    in the units of the original embeddings.
+
+    Raises
+    ------
+    GotdInputError
+        When the costs of the original embeddings do not fit in float64 (their squared distances overflow
+        or underflow): the message names the magnitude and the fix.
+    """
+    if factor == 1.0:
+        return values, diagnostics
+    # two divisions: factor**2 itself can under- or overflow where each step does not
+    with np.errstate(over="ignore", under="ignore"):  # checked just below
+        out = np.asarray(values, dtype=np.float64) / factor / factor
+    fixed = {key: float(diagnostics[key]) / factor / factor for key in ("eps", "scale", "cost_mean", "cost_std")
+             if isinstance(diagnostics.get(key), (int, float))}
+    representable = np.isfinite(out).all() and all(math.isfinite(v) for v in fixed.values()) and \
+        fixed.get("cost_std", 1.0) > np.finfo(np.float64).tiny
+    if not representable:
+        raise GotdInputError(f"the embeddings' values reach about {0.5 / factor:.3g}: their squared distances (the OT "
+                             "cost, ~" f"{diagnostics.get('cost_mean', 1.0) / factor / factor:.3g}) do not fit in "
+                             "float64; rescale pool and target by one common factor first (e.g. divide both by their "
+                             "largest absolute value): the OT selection with eps_rel does not change")
+    return out, {**diagnostics, **fixed, "embedding_rescale": factor}

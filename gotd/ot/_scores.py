@@ -14,7 +14,7 @@ from gotd.ot._backend import _DTYPES, _pick_block_size, resolve_compile, resolve
 from gotd.ot._geometry import _BlockDots
 from gotd.ot._inputs import _as_matrix, _check_dims, _positive_finite, check_weights
 from gotd.ot._presets import resolve_preset
-from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale
+from gotd.ot._scale import DEFAULT_EPS_SCALE, cost_scale, magnitude_factor, scaled_settings, unscaled_result
 from gotd.ot._solver import _solve, sinkhorn, solve_options
 from gotd.ot._step import row_potential
 
@@ -164,12 +164,15 @@ def ot_gradients_with_diagnostics(
     preset = options.pop("preset", None)
     settings = resolve_preset(preset, {"eps": eps, **options})
     calibration = settings.pop("calibration", "lava")
-    solver_settings, a, b = solve_options(settings)
     x = _as_matrix(pool, "pool")
     y = _as_matrix(target, "target")
+    factor = magnitude_factor(x, y)
+    if factor != 1.0:  # extreme magnitudes: the same problem on exactly rescaled embeddings (magnitude_factor)
+        x, y, settings = x * factor, y * factor, scaled_settings(settings, factor)
+    solver_settings, a, b = solve_options(settings)
     if subsample is None:
         result = _solve(x, y, solver_settings, a=a, b=b, preset=preset, calibration=calibration if preset else None)
-        return calibrated_gradients(result.f, calibration), result.diagnostics
+        return unscaled_result(calibrated_gradients(result.f, calibration), result.diagnostics, factor)
     n = x.shape[0]
     size = int(round(subsample * n)) if isinstance(subsample, float) and subsample <= 1.0 else int(subsample)
     if not 2 <= size <= n:
@@ -183,4 +186,4 @@ def ot_gradients_with_diagnostics(
     f_all = c_transform_scores(x, y, result.g, eps=result.diagnostics["eps"], **scoring)
     diagnostics = {**result.diagnostics, "subsample": size, "subsample_seed": seed, "n": n,
                    "scoring_seconds": time.perf_counter() - started}
-    return calibrated_gradients(f_all, calibration), diagnostics
+    return unscaled_result(calibrated_gradients(f_all, calibration), diagnostics, factor)

@@ -85,19 +85,59 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
 
     if not path.is_file():
         raise GotdInputError(f"notebook {path} does not exist; check stages[].notebook and notebook_dir")
-    params = papermill.inspect_notebook(str(path))
+    read_notebook(path)  # not JSON, or not a notebook: one line naming the file, before papermill's traceback
+    try:
+        params = papermill.inspect_notebook(str(path))
+    except Exception as exc:  # nbformat's validation errors and papermill's own: the file is not a usable notebook
+        raise GotdInputError(f"notebook {path} cannot be read as a Jupyter notebook ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); restore it, e.g. with "
+                             f"`jupytext --sync {path.with_suffix('.py')}`") from None
     if not params:
         raise GotdInputError(f"notebook {path} has no cell tagged 'parameters' (or it is empty); tag the cell "
                              "that holds the notebook's knobs")
     return params
 
 
+def read_notebook(path: Path) -> dict[str, Any]:
+    """The notebook's JSON; GotdInputError naming the file when it is not a notebook (bad JSON, no cells)."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GotdInputError(f"notebook {path} is not a valid notebook file ({exc}); restore it, e.g. with "
+                             f"`jupytext --sync {path.with_suffix('.py')}` or from git") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise GotdInputError(f"notebook {path} is JSON but not a notebook (no list of cells); restore it, e.g. "
+                             f"with `jupytext --sync {path.with_suffix('.py')}` or from git")
+    return nb
+
+
+OUTPUT_PARAMETERS: dict[str, str] = {"checkpoint_name": "models"}
+"""Notebook parameters that name an output inside the point's folder, and the sub-folder they belong in."""
+
+
+def check_kernel(name: str | None) -> None:
+    """Refuse a ``--kernel`` that Jupyter does not know, naming the installed ones (None: the default)."""
+    if name is None:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    known = sorted(KernelSpecManager().find_kernel_specs())
+    if name not in known:
+        raise GotdInputError(f"--kernel {name!r} is not an installed Jupyter kernel (installed: "
+                             f"{', '.join(known) or 'none'}); leave --kernel out to use this Python, or install "
+                             "it with `python -m ipykernel install --user --name NAME`")
+
+
 def check_parameters(point: Point, declared: dict[str, dict[str, Any]]) -> None:
     """Check the point's parameter names (and simple types) against the notebook's ``parameters`` cell.
 
     papermill accepts unknown names with only a warning; a typo in a config would then silently run the
-    notebook's default. Types are checked where the notebook annotates a plain builtin type.
+    notebook's default. Types are checked where the notebook annotates a plain builtin type. A parameter
+    of :data:`OUTPUT_PARAMETERS` must name an entry inside its sub-folder of the point's folder
+    (:func:`gotd.outputs.check_output`).
     """
+    from gotd.outputs import check_output
+
     nb = point.stage.notebook.name
     unknown = [k for k in point.parameters if k not in declared]
     if unknown:
@@ -113,6 +153,12 @@ def check_parameters(point: Point, declared: dict[str, dict[str, Any]]) -> None:
         if wrong:
             raise GotdInputError(f"stage {point.stage.name}: parameter {key} of {nb} is annotated {typename} but "
                                  f"the config gives {value!r} ({type(value).__name__}); fix the value in params")
+    for key, sub in OUTPUT_PARAMETERS.items():
+        if isinstance(point.parameters.get(key), str):
+            try:
+                check_output(point.parameters[key], flag=key, inside=point.run_dir / sub, folder=True, probe=False)
+            except GotdInputError as exc:
+                raise GotdInputError(f"stage {point.stage.name}: {exc}") from None
 
 
 def _base_type(typename: str) -> tuple[str | None, bool]:
@@ -132,7 +178,7 @@ def _base_type(typename: str) -> tuple[str | None, bool]:
 
 def notebook_fingerprint(path: Path) -> str:
     """SHA-256 of the notebook's code cells (sources and tags): outputs and metadata do not count."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb = read_notebook(path)
     digest = hashlib.sha256()
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
@@ -149,17 +195,58 @@ def parameters_fingerprint(parameters: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+HASHED_BYTES = 64 << 20
+"""Files up to this size are proved by their SHA-256 in the completion marker; bigger ones (model weights)
+by their size, so that checking a finished run stays quick."""
+
+
+def outputs_proof(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file the point wrote, by path relative to ``folder``: its size in bytes and, up to
+    :data:`HASHED_BYTES`, its SHA-256 (the markers themselves are left out)."""
+    from gotd._io import file_sha256
+
+    proof: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in (MARKER_FILE, ATTEMPT_FILE)):
+        size = path.stat().st_size
+        entry: dict[str, Any] = {"bytes": size}
+        if size <= HASHED_BYTES:
+            entry["sha256"] = file_sha256(path)
+        proof[path.relative_to(folder).as_posix()] = entry
+    return proof
+
+
+def outputs_intact(folder: Path, proof: Any) -> bool:
+    """True when every file of ``proof`` (see :func:`outputs_proof`) is in ``folder`` unchanged."""
+    from gotd._io import file_sha256
+
+    if not isinstance(proof, dict) or not proof:
+        return False
+    for name, entry in proof.items():
+        path = folder / name
+        try:
+            if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+                return False
+            if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+                return False
+        except (OSError, AttributeError):
+            return False
+    return True
+
+
 def is_done(point: Point, notebook_sha: str) -> bool:
-    """True if the point's completion marker matches its current parameters and notebook code."""
+    """True if the point's completion marker matches its current parameters and notebook code, and every
+    output it records is still there unchanged (a truncated ``results.csv`` makes the point run again)."""
     marker = point.run_dir / MARKER_FILE
     if not marker.is_file() or not point.output_notebook.is_file():
         return False
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return (record.get("parameters_sha256") == parameters_fingerprint(point.parameters)
-            and record.get("notebook_sha256") == notebook_sha)
+    return (isinstance(record, dict)
+            and record.get("parameters_sha256") == parameters_fingerprint(point.parameters)
+            and record.get("notebook_sha256") == notebook_sha
+            and outputs_intact(point.run_dir, record.get("outputs")))
 
 
 def _prepare_run_dir(point: Point, notebook_sha: str, keep_partial: bool) -> None:
@@ -249,5 +336,6 @@ def execute_point(point: Point, *, kernel_name: str, notebook_sha: str, cwd: Pat
         "point": point.name, "stage": point.stage.name, "notebook": str(point.stage.notebook),
         "notebook_sha256": notebook_sha, "parameters": point.parameters,
         "parameters_sha256": parameters_fingerprint(point.parameters), "axes": point.axes,
-        "seconds": round(seconds, 3), "kernel": kernel_name, **provenance()})
+        "seconds": round(seconds, 3), "kernel": kernel_name, "outputs": outputs_proof(point.run_dir),
+        **provenance()})
     return PointResult(point.name, point.stage.name, "done", seconds)

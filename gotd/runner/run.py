@@ -38,10 +38,11 @@ from gotd.errors import GotdInputError
 from gotd.runner.collect import collect_results, comparison_table
 from gotd.stages import PARAMETER_CHECKS
 from gotd.runner.config import RunConfig, builtin_config_descriptions, builtin_config_names, load_config
-from gotd.runner.execute import (PointResult, check_parameters, ensure_kernel, execute_point, is_done,
+from gotd.runner.execute import (PointResult, check_kernel, check_parameters, ensure_kernel, execute_point, is_done,
                                  notebook_fingerprint, notebook_parameters)
 from gotd.runner.grid import Point, expand_points
-from gotd.runner.lock import run_lock
+from gotd.outputs import check_output
+from gotd.runner.lock import LOCK_FILE, run_lock
 from gotd.runner.report import render_html, standard_figures, write_index
 
 __all__ = ["RunSummary", "builtin_config_descriptions", "builtin_config_names", "load_config", "plan_run",
@@ -140,6 +141,10 @@ def run_config(
     ``data/`` mean the same inside a notebook as on the command line.
     """
     points = plan_run(config, reports_dir)
+    check_kernel(kernel_name)  # before the run folder exists
+    # the run folder: writable, not in a data set, and emptied point by point only when gotd made it (its lock
+    # file says so)
+    check_output(Path(reports_dir) / config.name, flag="reports dir/<name>", folder=True, record=LOCK_FILE)
     run_root = (Path(reports_dir) / config.name).resolve()
     with run_lock(run_root):  # a second run of the same folder stops here, naming this one's pid
         return _run_points(config, points, run_root, fail_fast=fail_fast, force=force, html=html,

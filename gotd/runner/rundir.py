@@ -24,6 +24,7 @@ import pandas as pd
 
 from gotd._io import atomic_path, provenance, write_json_atomic
 from gotd.errors import GotdInputError
+from gotd.outputs import check_output
 from gotd.paths import resolve_path
 from gotd.results import MEASURE_COLUMNS, RESULT_COLUMNS, write_results
 
@@ -44,7 +45,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str], notebook: str, parameters: Mapping[str, Any] | None = None,
                  *, device: str | None = None) -> None:
-        self.path = resolve_path(path)
+        self.path = check_output(resolve_path(path), flag="run_dir", folder=True)  # not a data set, writable
         self.notebook = notebook
         for sub in ("figures", "selections", "models"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)

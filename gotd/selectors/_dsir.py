@@ -8,24 +8,40 @@ SHA-256 in Python; here each *distinct* n-gram is hashed once and the counts are
 from __future__ import annotations
 
 import hashlib
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import regex
 from tqdm.auto import tqdm
 
 from gotd.errors import GotdInputError
 from gotd.selection import Selection
 from gotd.selectors._validation import check_fraction, check_positive_int
 
-TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]+")
-"""nltk's ``WordPunctTokenizer``: runs of word characters, or runs of other non-space characters."""
+TOKEN_PATTERN = regex.compile(r"\w+|[^\w\s]+")
+"""nltk's ``WordPunctTokenizer``: runs of word characters, or runs of other non-space characters.
+
+The reference is the package as installed with current nltk, which compiles this pattern with the
+``regex`` engine (``nltk.redos``): there ``\\w`` also matches combining marks, so "i̇zmir" (i + U+0307)
+is one word. Python's ``re`` splits it into "i", "̇", "zmir" (as nltk did before it moved to ``regex``),
+which changes the n-grams of any text with combining marks; ``regex`` is used here for that reason.
+"""
 
 PROBABILITY_FLOOR = 1e-8
 """The package's smoothing: added to each bucket probability before the log (not to the counts)."""
+
+
+def _no_smoothing(smoothing: object) -> None:
+    """``smoothing`` once meant add-one on the counts; its value now would mean something else: refuse it."""
+    if smoothing is not None:
+        raise GotdInputError(
+            f"dsir: smoothing={smoothing!r} is no longer accepted: it used to be added to the bucket counts, and "
+            "the constant added to the bucket probabilities is now called probability_floor (the package's "
+            f"1e-8 by default); pass probability_floor=... instead (smoothing=1.0 as a probability floor would "
+            "flatten every weight)")
 
 
 def bucket_of(gram: str, num_buckets: int) -> int:
@@ -90,11 +106,11 @@ def _ngram_buckets(tokens: np.ndarray, lengths: np.ndarray, words: list[str], ng
     return np.concatenate(buckets), np.concatenate(owners)
 
 
-def _log_probs(buckets: np.ndarray, num_buckets: int, smoothing: float, name: str) -> np.ndarray:
+def _log_probs(buckets: np.ndarray, num_buckets: int, probability_floor: float, name: str) -> np.ndarray:
     counts = np.bincount(buckets, minlength=num_buckets).astype(np.float64)
     if counts.sum() == 0:
         raise GotdInputError(f"{name}: no text has a single token; DSIR needs words to count")
-    return np.log(counts / counts.sum() + smoothing)
+    return np.log(counts / counts.sum() + probability_floor)
 
 
 def _features(pool: list[str], target: list[str], ngrams: int, num_buckets: int, progress: bool):
@@ -113,7 +129,8 @@ def _features(pool: list[str], target: list[str], ngrams: int, num_buckets: int,
 
 
 def dsir_log_weights(pool: Sequence[str], target: Sequence[str], *, num_buckets: int = 10_000, ngrams: int = 2,
-                     smoothing: float = PROBABILITY_FLOOR, progress: bool = False) -> np.ndarray:
+                     probability_floor: float = PROBABILITY_FLOOR, progress: bool = False,
+                     smoothing: None = None) -> np.ndarray:
     """DSIR's log importance weight of every pool text, as ``data_selection.HashedNgramDSIR``.
 
     Each text is lower-cased and split by nltk's word-punct rule (``\\w+|[^\\w\\s]+``); its features are
@@ -123,17 +140,19 @@ def dsir_log_weights(pool: Sequence[str], target: Sequence[str], *, num_buckets:
 
     .. math:: \\log w_j = \\sum_h c_j(h)\\,\\bigl[\\log(p_T(h) + s) - \\log(p_R(h) + s)\\bigr]
 
-    with the package's :math:`s = 10^{-8}` added to the probabilities. The package fits :math:`p_R` on at
-    most :math:`10^5 B` pool n-grams ("auto"); this fits on all of them (the same below 10^9 n-grams).
+    with the package's :math:`s = 10^{-8}` (``probability_floor``) added to the probabilities. The package
+    fits :math:`p_R` on at most :math:`10^5 B` pool n-grams ("auto"); this fits on all of them (the same
+    below 10^9 n-grams). ``smoothing`` (once add-one on the counts) is refused, naming ``probability_floor``.
 
     Returns
     -------
     numpy.ndarray, shape (n,), float64
         Higher means more target-like relative to the pool; a text with no tokens gets 0.
     """
+    _no_smoothing(smoothing)
     pool_buckets, owners, pool_len, target_buckets = _features(list(pool), list(target), ngrams, num_buckets, progress)
-    log_ratio = (_log_probs(target_buckets, num_buckets, smoothing, "target")
-                 - _log_probs(pool_buckets, num_buckets, smoothing, "pool"))
+    log_ratio = (_log_probs(target_buckets, num_buckets, probability_floor, "target")
+                 - _log_probs(pool_buckets, num_buckets, probability_floor, "pool"))
     return np.bincount(owners, weights=log_ratio[pool_buckets], minlength=pool_len.size)
 
 
@@ -144,8 +163,9 @@ def package_lengths(lengths: np.ndarray, ngrams: int) -> np.ndarray:
 
 
 def select_dsir(pool: list[str], target: list[str], budget: int, *, seed: int = 0, num_buckets: int = 10_000,
-                ngrams: int = 2, smoothing: float = PROBABILITY_FLOOR, min_length: int = 100, gumbel: bool = True,
-                short_texts: Literal["last", "error"] = "last", progress: bool = False) -> Selection:
+                ngrams: int = 2, probability_floor: float = PROBABILITY_FLOOR, min_length: int = 100,
+                gumbel: bool = True, short_texts: Literal["last", "error"] = "last", progress: bool = False,
+                smoothing: None = None) -> Selection:
     """DSIR: importance resampling of pool texts toward the target's hashed n-gram distribution.
 
     Computes :func:`dsir_log_weights` and, as the package's ``resample``, keeps the texts of at least
@@ -172,8 +192,8 @@ def select_dsir(pool: list[str], target: list[str], budget: int, *, seed: int = 
         Hash buckets of the n-gram features (package: 10,000).
     ngrams : int
         Largest n-gram order (package: 2, unigrams and bigrams).
-    smoothing : float
-        Constant added to each bucket probability (package: 1e-8).
+    probability_floor : float
+        Constant added to each bucket probability before the log (package: 1e-8).
     min_length : int
         Texts with fewer tokens rank after all others (package: 100; 0 keeps all in one ranking).
     gumbel : bool
@@ -182,6 +202,8 @@ def select_dsir(pool: list[str], target: list[str], budget: int, *, seed: int = 
         What a budget larger than the number of long texts does.
     progress : bool
         Show a progress bar over the texts.
+    smoothing : None
+        Refused: it once meant add-one on the counts; the probability constant is ``probability_floor``.
 
     Returns
     -------
@@ -194,17 +216,18 @@ def select_dsir(pool: list[str], target: list[str], budget: int, *, seed: int = 
     Xie, Santurkar, Ma, Liang, "Data selection for language models via importance resampling",
     NeurIPS 2023; package ``data-selection`` 1.0.3.
     """
+    _no_smoothing(smoothing)
     num_buckets = check_positive_int(num_buckets, "num_buckets")
     ngrams = check_positive_int(ngrams, "ngrams")
-    smoothing = check_fraction(smoothing, "smoothing (constant added to the bucket probabilities)", low=0.0,
-                               high=1.0, closed_low=False)
+    probability_floor = check_fraction(probability_floor, "probability_floor (constant added to the bucket "
+                                       "probabilities)", low=0.0, high=1.0, closed_low=False)
     if isinstance(min_length, bool) or not isinstance(min_length, (int, np.integer)) or min_length < 0:
         raise GotdInputError(f"min_length must be an int >= 0 (tokens), got {min_length!r}")
     if short_texts not in ("last", "error"):
         raise GotdInputError(f"short_texts must be 'last' or 'error', got {short_texts!r}")
     pool_buckets, owners, lengths, target_buckets = _features(pool, target, ngrams, num_buckets, progress)
-    log_ratio = (_log_probs(target_buckets, num_buckets, smoothing, "target")
-                 - _log_probs(pool_buckets, num_buckets, smoothing, "pool"))
+    log_ratio = (_log_probs(target_buckets, num_buckets, probability_floor, "target")
+                 - _log_probs(pool_buckets, num_buckets, probability_floor, "pool"))
     log_w = np.bincount(owners, weights=log_ratio[pool_buckets], minlength=lengths.size)
     long = package_lengths(lengths, ngrams) >= min_length
     n_long = int(long.sum())
@@ -223,9 +246,9 @@ def select_dsir(pool: list[str], target: list[str], budget: int, *, seed: int = 
         warnings.warn(f"dsir: only {n_long} of {len(pool)} pool texts have >= min_length={min_length} tokens; the last "
                       f"{selected_short} selected rows are shorter texts, ranked after every long one (the package "
                       "would drop them); pass min_length=0 to rank all texts together", UserWarning, stacklevel=3)
-    params = {"budget": budget, "seed": seed, "num_buckets": num_buckets, "ngrams": ngrams, "smoothing": smoothing,
+    params = {"budget": budget, "seed": seed, "num_buckets": num_buckets, "ngrams": ngrams, "probability_floor": probability_floor,
               "min_length": int(min_length), "gumbel": bool(gumbel), "short_texts": short_texts,
-              "tokenizer": "wordpunct (\\w+|[^\\w\\s]+), lower-case", "hash": "sha256 mod num_buckets"}
+              "tokenizer": "wordpunct (\\w+|[^\\w\\s]+, regex engine), lower-case", "hash": "sha256 mod num_buckets"}
     diagnostics = {"n_target": len(target), "n_short": int(lengths.size - n_long), "selected_short": selected_short,
                    "empty_pool_texts": int((lengths == 0).sum()), "reference": "data-selection 1.0.3 HashedNgramDSIR"}
     return Selection(indices=order, scores=log_w[order], method="dsir", params=params, diagnostics=diagnostics,

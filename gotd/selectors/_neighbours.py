@@ -24,9 +24,12 @@ NEIGHBOUR_DTYPES = ("float64", "float32")
 """Precisions the distances may be computed in."""
 
 
-def _to_torch(x: np.ndarray | torch.Tensor, rows: slice, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _to_torch(x: np.ndarray | torch.Tensor, rows: slice, device: torch.device, dtype: torch.dtype,
+              factor: float = 1.0) -> torch.Tensor:
     block = x[rows]
     block = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(block))
+    if factor != 1.0:  # a power of two, applied in the input's own precision: exact, and before any narrowing
+        block = block.to(device=device) * factor
     return block.to(device=device, dtype=dtype)
 
 
@@ -106,7 +109,12 @@ def nearest_neighbours(queries: Any, refs: Any, k: int, *, device: str | torch.d
     # Square-ish blocks when both sides are large; otherwise all of the small side against many large rows.
     small_rows = min(n_small, max(1, math.isqrt(max_block_elements)))
     large_rows = max(1, max_block_elements // small_rows)
-    small_t = _to_torch(small, slice(None), dev, dt)
+    # Values far from 1 (|x| ~ 1e19 squares to ~1e38, the edge of float32; ~1e-19 to ~1e-38) are brought
+    # near 1 by one exact power of two; distances are scaled back at the end.
+    from gotd.ot._scale import magnitude_factor
+
+    factor = magnitude_factor(queries, refs)
+    small_t = _to_torch(small, slice(None), dev, dt, factor)
     small_sq = (small_t * small_t).sum(1)
     small_starts = range(0, n_small, small_rows)
 
@@ -117,7 +125,7 @@ def nearest_neighbours(queries: Any, refs: Any, k: int, *, device: str | torch.d
         out_index.fill_(r)
     for start in tqdm(range(0, n_large, large_rows), desc="nearest neighbours", unit="block",
                       disable=not progress, leave=False):
-        block = _to_torch(large, slice(start, start + large_rows), dev, dt)
+        block = _to_torch(large, slice(start, start + large_rows), dev, dt, factor)
         block_sq = (block * block).sum(1)
         if queries_stream:
             best = (torch.full((block.shape[0], k), math.inf, dtype=dt, device=dev),
@@ -134,7 +142,13 @@ def nearest_neighbours(queries: Any, refs: Any, k: int, *, device: str | torch.d
                 dist = _squared_distances(small_t[rows], small_sq[rows], block, block_sq)
                 new = _smallest_k_in_block(dist, start, kb)
                 out_values[rows], out_index[rows] = _merge_smallest((out_values[rows], out_index[rows]), new, k)
-    return out_values.double().cpu().numpy(), out_index.cpu().numpy()
+    with np.errstate(over="ignore", under="ignore"):  # checked just below
+        distances = out_values.double().cpu().numpy() / factor / factor
+    if factor != 1.0 and not (np.isfinite(distances).all() and (distances[out_values.cpu().numpy() > 0] > 0).all()):
+        raise GotdInputError(f"the embeddings' values reach about {0.5 / factor:.3g}: their squared distances do not "
+                             "fit in float64; rescale both by one common factor first (e.g. divide both by their largest "
+                             "absolute value), or use metric='cosine'")
+    return distances, out_index.cpu().numpy()
 
 
 def neighbour_options(device: Any, dtype: str, max_block_elements: int) -> dict[str, Any]:
@@ -143,14 +157,30 @@ def neighbour_options(device: Any, dtype: str, max_block_elements: int) -> dict[
 
 
 def unit_rows(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray | torch.Tensor:
-    """Rows scaled to unit L2 norm (cosine geometry); a zero row has no direction and is an error."""
-    norms = x.norm(dim=1, keepdim=True) if isinstance(x, torch.Tensor) else np.linalg.norm(x, axis=1, keepdims=True)
-    zero = (norms == 0).reshape(-1)
+    """Rows scaled to unit L2 norm (cosine geometry); a zero row has no direction and is an error.
+
+    Each row is first divided by its largest absolute value, so the squares summed for the norm lie in
+    [0, d] whatever the magnitude: a float16 row with norm > 255 or a float32 row around 1e19 would
+    otherwise overflow (and a row around 1e-200 underflow) to a wrong direction. float16 rows come back
+    as float32 (a unit row's entries need more precision than float16's 3 digits); float32 and float64
+    keep their precision.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+        peak = t.abs().amax(dim=1, keepdim=True)
+        zero = (peak == 0).reshape(-1)
+    else:
+        t = x if x.dtype in (np.float32, np.float64) else np.asarray(x, dtype=np.float32)
+        peak = np.max(np.abs(t), axis=1, keepdims=True)
+        zero = (peak == 0).reshape(-1)
     if bool(zero.any()):
         row = int(zero.nonzero()[0][0]) if isinstance(x, torch.Tensor) else int(np.flatnonzero(zero)[0])
         raise GotdInputError(f"{name}: row {row} is all zeros and has no cosine distance; drop that row or "
                              "use metric='euclidean'")
-    return x / norms
+    scaled = t / peak
+    norms = scaled.norm(dim=1, keepdim=True) if isinstance(x, torch.Tensor) else np.linalg.norm(scaled, axis=1,
+                                                                                                  keepdims=True)
+    return scaled / norms
 
 
 def round_robin_order(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,10 @@ def kernel_density(points: np.ndarray, sigma: float, neighbours: int, **nn: Any)
     """
     if sigma == 0:
         return np.ones(points.shape[0])
-    sq, _ = nearest_neighbours(points, points, min(neighbours, points.shape[0]), **nn)
+    sq, idx = nearest_neighbours(points, points, min(neighbours, points.shape[0]), **nn)
+    # A point's distance to itself is 0 exactly; computed as |x|^2 + |x|^2 - 2 x.x it is rounding noise of
+    # order 1e-16 |x|^2, which exceeds sigma^2 for embeddings far from unit scale (|x| ~ 1e19).
+    sq[idx == np.arange(points.shape[0])[:, None]] = 0.0
     return np.clip(1.0 - sq / sigma**2, 0.0, None).sum(axis=1)
 
 

@@ -49,9 +49,11 @@ def prepare_pool(source: Any, *, text_field: str = "text", chunk_chars: int | No
     docs = read_texts(source, text_field=text_field, drop_empty=drop_empty)
     if dedup:
         docs = deduplicate(docs)
-    if chunk_chars is None:
-        return docs.reset_index(drop=True)
-    return chunk_documents(docs, chunk_chars=chunk_chars, progress=progress).reset_index(drop=True)
+    out = docs if chunk_chars is None else chunk_documents(docs, chunk_chars=chunk_chars, progress=progress)
+    out = out.reset_index(drop=True)
+    if dedup:  # kept through the chunking, for the note and the sidecar
+        out.attrs["duplicates_removed"] = docs.attrs["duplicates_removed"]
+    return out
 
 
 def prepare_target(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gotd._io import check_output_is_not_input
 from gotd.errors import GotdConvergenceError, GotdInputError
+from gotd.outputs import check_output
 from gotd.selection import Selection, save_selection, sidecar_path
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
@@ -215,15 +215,21 @@ def select_stage(
     named = {"pool": pool, "target": target}
     for path in paths.values():
         for written in (path, sidecar_path(path)):
-            check_output_is_not_input(written, {k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)})
+            # not an input, not in a built data set, writable: before the loading and embedding
+            check_output(written, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
+                         record=".json" if written == path else None)
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
     if log is not None:
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
     result = SelectResult(pool=pool_df, target=target_df, n_exact_duplicates=count_exact_duplicates(
         pool_df["text"].tolist()))
+    removed = pool_df.attrs.get("duplicates_removed")  # None: no dedup asked for
+    if log is not None and removed is not None:
+        log(f"pool: --dedup removed {removed} duplicate document(s) before chunking")
     if result.n_exact_duplicates and log is not None:
-        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly "
-            "(kept; --dedup / dedup=True drops duplicate documents)")
+        why = ("kept: they come from different documents, which --dedup compares whole" if removed is not None
+               else "kept; --dedup / dedup=True drops duplicate documents")
+        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly ({why})")
     _check_pool_size(pool, pool_df, specs)
 
     if embed or any(spec.inputs == "embeddings" for spec in specs.values()):
@@ -252,7 +258,7 @@ def select_stage(
                 log(f"{method}: {_unconverged_message(method, selection.diagnostics, allowed=True)}")
         extra = {"encoder": result.encoder_settings if spec.inputs == "embeddings" else {},
                  "inputs": inputs_record, "preset": preset or None,
-                 "n_exact_duplicates": result.n_exact_duplicates,
+                 "n_exact_duplicates": result.n_exact_duplicates, "n_duplicates_removed": removed,
                  "converged": None if converged is None else bool(converged)}
         result.paths[method] = save_selection(selection, paths[method], records=pool_df, extra=extra)
         result.selections[method] = selection

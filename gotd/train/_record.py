@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gotd._io import replace_dir, write_json_atomic
+from gotd._io import apply_umask, replace_dir, write_json_atomic
 from gotd.errors import GotdInputError
+from gotd.outputs import check_output, write_error
 from gotd.train._config import RECORD_NAME, TrainConfig, TrainResult
 
 def _base_model_info(model: Any) -> dict[str, Any] | None:
@@ -39,15 +40,30 @@ def _blocks_trained(steps: int, steps_per_epoch: int, n_blocks: int, config: Tra
 
 
 def _save_output(model: Any, tokenizer: Any, record: dict[str, Any], out_dir: Path, *, overwrite: bool) -> None:
-    """Write model, tokenizer and record into a temporary folder, then rename it onto ``out_dir``."""
+    """Write model, tokenizer and record into a temporary folder, then rename it onto ``out_dir``.
+
+    The folder gets the permissions of the user's umask (``mkdtemp`` alone would leave it private, 0700).
+    An existing ``out_dir`` is replaced only when it holds gotd's record (checked again here: it may have
+    appeared while training).
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / RECORD_NAME, record)  # last: its presence marks a complete folder
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json_atomic(tmp / RECORD_NAME, record)  # last: its presence marks a complete folder
+        except OSError as exc:
+            raise write_error(out_dir, exc) from None
+        except Exception as exc:  # safetensors reports a full disk as its own error type
+            if "space" in str(exc).lower() or "os error" in str(exc).lower():
+                raise GotdInputError(f"cannot write {out_dir}: {exc}; free some space or choose an output on "
+                                     "another disk") from None
+            raise
+        apply_umask(tmp)
         if out_dir.exists() and not overwrite:
             raise GotdInputError(f"output folder {out_dir} appeared while training; not replacing it")
+        check_output(out_dir, flag="out_dir", folder=True, record=RECORD_NAME, probe=False)
         replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():

@@ -16,7 +16,8 @@ from gotd._io import provenance, write_json_atomic
 from gotd.devices import resolve_device
 from gotd.errors import GotdError, GotdInputError
 from gotd.models import document_separator_id, load_causal_lm_and_tokenizer
-from gotd.train._config import _FORMAT_VERSION, _RUN_FILE, PRESETS, TrainConfig, TrainResult, preset
+from gotd.outputs import check_output
+from gotd.train._config import _FORMAT_VERSION, _RUN_FILE, PRESETS, RECORD_NAME, TrainConfig, TrainResult, preset
 from gotd.train._packing import _BlockDataset, _PadCollator, _tokenize, load_training_texts, pack_token_blocks
 from gotd.train._record import _base_model_info, _blocks_trained, _save_output, reusable_output
 
@@ -168,6 +169,10 @@ def train(
     config = config or PRESETS["zero-shot"]
     out_dir = Path(out_dir).expanduser()
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir.with_name(out_dir.name + ".checkpoints")
+    # writable, not in a data set, and replaced (overwrite) or deleted (after success) only when gotd wrote it
+    check_output(out_dir, flag="out_dir", folder=True, record=RECORD_NAME, replaces_folder=True,
+                 inputs={"data": data if isinstance(data, (str, os.PathLike)) else None})
+    check_output(checkpoint_dir, flag="checkpoint_dir", folder=True, record=_RUN_FILE, probe=False)
     texts, data_info = load_training_texts(data, text_field=text_field)
     if out_dir.exists() and not overwrite:
         # the one rule for an existing output (CLI and notebooks alike): reuse it only when it is complete
