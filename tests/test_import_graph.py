@@ -49,6 +49,9 @@ LAYERS: dict[str, int] = {
     "gotd.results": FOUNDATION,
     "gotd.shards": FOUNDATION,
     "gotd.validation": FOUNDATION,
+    "gotd.outputs": FOUNDATION,
+    "gotd.paths": FOUNDATION,
+    "gotd.tokenwindow": FOUNDATION,
     "gotd.data": LIBRARY,
     "gotd.assets": LIBRARY,
     "gotd.embed": LIBRARY,
@@ -74,24 +77,10 @@ LAYERS: dict[str, int] = {
     "gotd.run": FRONT_DOORS,
     "gotd.notebook_io": FRONT_DOORS,
     "gotd.demo": FRONT_DOORS,
+    "gotd.select_demo": FRONT_DOORS,
     "gotd.ablations": FRONT_DOORS,
     "gotd": FRONT_DOORS,
 }
-
-# Findings that live in the files the stage/testbed redesign is moving (inputs, pipeline, experiments,
-# notebook_io, run, stages/, testbed/, runner/report.py). Each entry is exact: the test fails when an entry
-# is no longer found, so this set can only shrink, and is empty once that redesign has landed.
-KNOWN_VIOLATIONS_OWNED_ELSEWHERE: frozenset[str] = frozenset({
-    "cycle (closed by a deferred import): gotd.inputs <-> gotd.pipeline <-> gotd.stages._select",
-    "upward: gotd.experiments deferred imports gotd.notebook_io (stages -> front doors)",
-    "upward: gotd.inputs imports gotd.notebook_io (stages -> front doors)",
-    "private reach: gotd.pipeline imports gotd.stages._registry",
-    "private reach: gotd.pipeline imports gotd.stages._select",
-    "private reach: gotd.runner.report imports gotd.testbed._stats",
-    # gotd.selectors now exports INPUT_KINDS: stages/__init__.py can import it from there.
-    "private reach: gotd.stages imports gotd.selectors._validation",
-})
-
 
 @dataclass(frozen=True)
 class Arrow:
@@ -329,8 +318,7 @@ def graph_summary() -> str:
         lines.append(f"  {source} -> {target} [{between[source, target]}/{deferred[source, target]}]")
     found = violations()
     lines.append(f"findings ({len(found)}):")
-    lines += [f"  {'(owned elsewhere) ' if item in KNOWN_VIOLATIONS_OWNED_ELSEWHERE else ''}{item}"
-              for item in found]
+    lines += [f"  {item}" for item in found]
     return "\n".join(lines)
 
 
@@ -360,14 +348,8 @@ def test_rules_catch_planted_defects():
 @pytest.mark.parametrize("finding_kind", ["cycle", "upward", "facade", "private reach"])
 def test_no_import_graph_defects(finding_kind):
     found = [item for item in violations() if item.startswith(finding_kind)]
-    unexpected = [item for item in found if item not in KNOWN_VIOLATIONS_OWNED_ELSEWHERE]
-    assert not unexpected, "\n".join(unexpected)
+    assert not found, "\n".join(found)
 
-
-def test_known_violations_are_still_violations():
-    """The set owned elsewhere only shrinks: an entry that is fixed must leave it."""
-    stale = sorted(KNOWN_VIOLATIONS_OWNED_ELSEWHERE - set(violations()))
-    assert not stale, f"no longer violations, remove from KNOWN_VIOLATIONS_OWNED_ELSEWHERE: {stale}"
 
 
 if __name__ == "__main__":

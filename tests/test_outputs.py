@@ -101,7 +101,7 @@ def test_a_symbolic_link_out_of_the_folder_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["../../outside", "/tmp/gotd-outside-run"])
 def test_gotd_run_refuses_a_checkpoint_name_outside_the_run_folder_at_plan_time(tmp_path: Path, name: str) -> None:
-    from gotd.run import plan_run
+    from gotd.runner.run import plan_run
     from gotd.runner.config import kit_notebook_dir, validate_config
 
     config = validate_config({
@@ -263,7 +263,7 @@ def test_a_read_only_cache_of_finished_entries_still_serves(tmp_path: Path, text
 
 
 def test_a_notebook_run_dir_inside_a_data_set_is_refused(tmp_path: Path) -> None:
-    from gotd.notebook_io import RunDir
+    from gotd.runner.rundir import RunDir
 
     task = fake_data_set(tmp_path / "data" / "rotten-tomatoes")
     with pytest.raises(GotdInputError, match="run_dir .* is in the built data set"):

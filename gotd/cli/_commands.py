@@ -78,7 +78,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gotd.run import builtin_config_descriptions, load_config, plan_run, run_config
+    from gotd.runner.run import builtin_config_descriptions, load_config, plan_run, run_config
 
     if args.list:
         for name, description in builtin_config_descriptions().items():

@@ -63,6 +63,7 @@ from gotd.ot._scale import (
     EPS_SCALES,
     cost_moments,
     cost_scale,
+    magnitude_factor,
     resolve_eps,
 )
 from gotd.ot._scores import c_transform_scores, calibrated_gradients, ot_gradients, ot_gradients_with_diagnostics
@@ -85,6 +86,7 @@ __all__ = [
     "cost_scale",
     "default_device",
     "default_kernel_budget",
+    "magnitude_factor",
     "ot_gradients",
     "ot_gradients_with_diagnostics",
     "resolve_compile",

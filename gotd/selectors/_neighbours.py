@@ -111,7 +111,7 @@ def nearest_neighbours(queries: Any, refs: Any, k: int, *, device: str | torch.d
     large_rows = max(1, max_block_elements // small_rows)
     # Values far from 1 (|x| ~ 1e19 squares to ~1e38, the edge of float32; ~1e-19 to ~1e-38) are brought
     # near 1 by one exact power of two; distances are scaled back at the end.
-    from gotd.ot._scale import magnitude_factor
+    from gotd.ot import magnitude_factor
 
     factor = magnitude_factor(queries, refs)
     small_t = _to_torch(small, slice(None), dev, dt, factor)
