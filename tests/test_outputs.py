@@ -203,7 +203,7 @@ def test_every_command_refuses_a_read_only_output_before_the_work(tmp_path: Path
             "embed": ["embed", "--input", pool, "--out", ro / "e.npy", "--quiet", "--no-cache"],
             "train": ["train", "--selection", selection, "--model", "tiny", "--out", ro / "model", "--quiet"],
             "evaluate": ["evaluate", "--model", "tiny", "--out", ro / "r.csv", "--quiet"],
-            "demo": ["demo", "--out", ro / "demo", "--quiet"],
+            "select-demo": ["select-demo", "--out", ro / "demo", "--quiet"],
             "cache": ["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "knn",
                       "--out", tmp_path / "k.jsonl", "--quiet", "--cache-dir", ro / "cache"],
             "pool": ["data", "pool", "--out", ro / "pool", "--data-dir", tmp_path / "data"],
