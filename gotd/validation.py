@@ -50,8 +50,9 @@ def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = False,
         kind = "string" if isinstance(texts, str) else "bytes object"
         raise GotdInputError(f"{name}: got a single {kind}; pass a list of strings, e.g. [text]")
     if isinstance(texts, (np.ndarray, torch.Tensor)) and texts.ndim != 1:
-        raise GotdInputError(f"{name}: got an array of shape {tuple(texts.shape)}; pass a list of texts (this step "
-                             "reads raw text; a matrix of embeddings goes to a method that reads embeddings)")
+        raise GotdInputError(f"{name}: got an array of shape {tuple(texts.shape)}; pass a one-dimensional list of "
+                             "texts (this step reads raw text; a matrix of embeddings goes to a method that reads "
+                             "embeddings)")
     try:
         items = list(texts)
     except TypeError:

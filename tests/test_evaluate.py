@@ -187,7 +187,7 @@ def test_evaluations_reject_empty_and_overlong_input(loaded: tuple) -> None:
         perplexity(model, tokenizer, ["fine"], max_length=100_000, progress=False)
     with pytest.raises(GotdInputError, match="longer than max_length=16"):
         zero_shot_classify(model, tokenizer, ["word " * 40, "short"], ["a", "b"], max_length=16, progress=False)
-    with pytest.raises(GotdInputError, match="no prompts"):
+    with pytest.raises(GotdInputError, match="prompts: has no texts"):
         generate_continuations(model, tokenizer, [], progress=False)
 
 

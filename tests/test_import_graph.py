@@ -131,7 +131,8 @@ def _inside_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def _imported_names(node: ast.Import | ast.ImportFrom, module: str, modules: dict[str, Path]) -> list[tuple[str, str | None]]:
+def _imported_names(node: ast.Import | ast.ImportFrom, module: str,
+                    modules: dict[str, Path]) -> list[tuple[str, str | None]]:
     """(module imported, name taken from it or None) for each name of one import statement."""
     if isinstance(node, ast.Import):
         return [(alias.name, None) for alias in node.names]
