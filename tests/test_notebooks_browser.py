@@ -154,12 +154,15 @@ def _run_all(lab: dict, name: str, shots: Path, *, parameters_line: str | None =
                 "text": page.eval_on_selector_all(".jp-OutputArea-output .jp-RenderedText",
                                                   "els => els.map(e => e.textContent)"),
             }
-            page.locator(".jp-RenderedImage img").first.evaluate("e => e.scrollIntoView({block: 'center'})")
+            page.locator(".jp-RenderedImage img").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.mouse.move(800, 500)
+            page.mouse.wheel(0, -150)  # the cell's code and printed lines above the figure stay in view
             time.sleep(1.5)
             page.screenshot(path=str(shots / f"{name}.png"))
             if shown["progress_widgets"]:
                 page.locator(".jp-OutputArea-output .widget-hprogress").first.evaluate(
-                    "e => e.scrollIntoView({block: 'center'})")
+                    "e => e.scrollIntoView({block: 'start'})")
+                page.mouse.wheel(0, -300)
                 time.sleep(1.5)
                 page.screenshot(path=str(shots / f"{name}-progress.png"))
             return shown
