@@ -84,8 +84,10 @@ def fetch_data(data_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="notebook name prefixes, e.g. 00 01 (default: all)")
-    parser.add_argument("--work", type=Path, default=None, help="folder for the run folders and caches (default: a new temp folder)")
-    parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="where the built-in data sets are fetched to")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the run folders and caches (default: a new temp folder)")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data",
+                        help="where the built-in data sets are fetched to")
     parser.add_argument("--tag", default="", help="suffix of the results file, e.g. avx2")
     parser.add_argument("--kernel", default="python3")
     args = parser.parse_args()
@@ -104,7 +106,8 @@ def main() -> None:
         "data_fetch": {"load_before": load()}, "notebooks": {}, **provenance()}
     record["data_fetch"]["seconds"] = round(fetch_data(args.data_dir), 1)
     record["data_fetch"]["load_after"] = load()
-    print(f"data sets ready in {record['data_fetch']['seconds']} s (load {record['data_fetch']['load_after']})", flush=True)
+    fetch = record["data_fetch"]
+    print(f"data sets ready in {fetch['seconds']} s (load {fetch['load_after']})", flush=True)
     write_json_atomic(out, record)
     for name, params in chain(work, args.data_dir).items():
         if args.only and not any(name.startswith(p) for p in args.only):

@@ -30,7 +30,8 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     spec["argv"][0] = sys.executable
     (folder / "kernel.json").write_text(json.dumps({**spec, "display_name": "Python (gotd ui tests)"}))
     mp = pytest.MonkeyPatch()
-    mp.setenv("JUPYTER_PATH", os.pathsep.join([str(folder.parents[1]), *filter(None, [os.environ.get("JUPYTER_PATH")])]))
+    paths = [str(folder.parents[1]), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    mp.setenv("JUPYTER_PATH", os.pathsep.join(paths))
     yield
     mp.undo()
 
