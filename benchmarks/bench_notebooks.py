@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gotd._io import provenance, write_json_atomic
+from gotd.runner.execute import kernel_options
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -117,7 +118,7 @@ def main() -> None:
         try:
             papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(work / f"{name}.out.ipynb"),
                                        parameters=params, kernel_name=args.kernel, progress_bar=False,
-                                       cwd=str(REPO / "notebooks"))
+                                       cwd=str(REPO / "notebooks"), **kernel_options())
         except Exception as exc:  # record the failure and go on: later notebooks may not need this one
             error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         wall = time.perf_counter() - start
