@@ -1,12 +1,14 @@
 """The figures the notebooks and reports share. Each function takes data and returns a matplotlib Figure.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state), so batch runs do not
-accumulate open figures; save one with ``fig.savefig`` or :meth:`gotd.notebook_io.RunDir.save_figure`.
+Figures are built as :class:`PngFigure`, a :class:`matplotlib.figure.Figure` that shows itself as an
+image in a notebook, directly (no pyplot state), so batch runs do not accumulate open figures; save one
+with ``fig.savefig`` or :meth:`gotd.notebook_io.RunDir.save_figure`.
 Methods keep one colour across every figure (:data:`METHOD_COLOURS`).
 """
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +29,25 @@ METHOD_COLOURS = {
 """A fixed colour per method; other names get colours from the tab10 cycle."""
 
 _STYLE = "seaborn-v0_8-whitegrid"
+
+
+class PngFigure(Figure):
+    """A matplotlib Figure that IPython displays as a PNG image: ``fig`` as a cell's last line or ``display(fig)``.
+
+    IPython shows an object through the formatter registered for its type or its ``_repr_png_`` method.
+    For a plain Figure the only PNG formatter is the one the inline backend registers when pyplot first
+    loads it; figures made without pyplot (so that batch runs do not collect open figures in pyplot's
+    global list) would otherwise show as the text ``<Figure size ...>`` in JupyterLab, in executed
+    notebooks and in their HTML. Everything else, saving included, is matplotlib's Figure.
+    """
+
+    def _repr_png_(self) -> bytes | None:
+        """The figure as PNG bytes at its own dpi, trimmed to its contents; None when it has no axes."""
+        if not self.axes:
+            return None
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 @contextlib.contextmanager
@@ -50,7 +71,7 @@ def _grid(n_panels: int, *, ncols: int = 3, size: tuple[float, float] = (4.0, 3.
         raise GotdInputError("nothing to plot: pass at least one method or series")
     ncols = min(ncols, n_panels)
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    fig = PngFigure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -106,7 +127,7 @@ def domain_makeup(shares: pd.DataFrame, *, title: str = "Domain make-up of each 
     if shares.empty:
         raise GotdInputError("domain_makeup: the shares table is empty")
     with _styled():
-        fig = Figure(figsize=(8, 0.5 * len(shares) + 1.5), layout="constrained")
+        fig = PngFigure(figsize=(8, 0.5 * len(shares) + 1.5), layout="constrained")
         ax = fig.subplots()
         left = np.zeros(len(shares))
         cmap = matplotlib.colormaps["tab10"] if len(shares.columns) <= 10 else matplotlib.colormaps["tab20"]
@@ -162,7 +183,7 @@ def overlap_heatmap(overlap: pd.DataFrame, *, title: str = "Overlap between sele
         raise GotdInputError(f"overlap_heatmap needs a square table, got shape {values.shape}")
     with _styled():
         side = 1.0 + 0.8 * len(overlap)
-        fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+        fig = PngFigure(figsize=(side + 1.2, side), layout="constrained")
         ax = fig.subplots()
         image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
         ax.grid(False)
@@ -185,7 +206,7 @@ def mixture_distances(table: pd.DataFrame) -> Figure:
     lams = sorted(data["lam"].unique())
     methods = list(dict.fromkeys(data["method"]))
     with _styled():
-        fig = Figure(figsize=(1.6 + 1.1 * len(methods) * max(1, len(lams)) / 2, 3.4), layout="constrained")
+        fig = PngFigure(figsize=(1.6 + 1.1 * len(methods) * max(1, len(lams)) / 2, 3.4), layout="constrained")
         ax = fig.subplots()
         width = 0.8 / max(1, len(lams))
         for j, lam in enumerate(lams):
@@ -219,7 +240,7 @@ def toy_plan(pool: np.ndarray, target: np.ndarray, plan: np.ndarray, *, max_link
     rows, cols = np.unravel_index(flat, plan.shape)
     mass = plan[rows, cols] / plan[rows, cols].max()
     with _styled():
-        fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+        fig = PngFigure(figsize=(6.5, 4.2), layout="constrained")
         ax = fig.subplots()
         for r, c, w in zip(rows, cols, mass):
             ax.plot([pool[r, 0], target[c, 0]], [pool[r, 1], target[c, 1]], color="#555555", alpha=0.05 + 0.6 * w,
@@ -248,7 +269,7 @@ def potential_map(xx: np.ndarray, yy: np.ndarray, values: np.ndarray, pool: np.n
         raise GotdInputError(f"values {values.shape} must have the grid's shape {np.shape(xx)}")
     with _styled():
         if ax is None:
-            fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+            fig = PngFigure(figsize=(6.5, 4.2), layout="constrained")
             ax = fig.subplots()
         else:
             fig = ax.figure
@@ -308,7 +329,7 @@ def metric_lines(table: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
     _require_columns(table, [x, y] + ([hue] if hue else []), "metric_lines")
     groups = [(None, table)] if hue is None else list(table.groupby(hue, sort=False, dropna=False))
     with _styled():
-        fig = Figure(figsize=(6.0, 3.8), layout="constrained")
+        fig = PngFigure(figsize=(6.0, 3.8), layout="constrained")
         ax = fig.subplots()
         for i, (key, sub) in enumerate(groups):
             stats = sub.groupby(x, sort=True)[y].agg(["mean", "min", "max"])
@@ -349,7 +370,7 @@ def eps_effect(table: pd.DataFrame, *, measures: Mapping[str, str] | None = None
 def convergence(histories: Mapping[str, Sequence[float]], *, tol: float | None = None) -> Figure:
     """Target-marginal L1 error per Sinkhorn iteration (``SinkhornResult.diagnostics['error_history']``)."""
     with _styled():
-        fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+        fig = PngFigure(figsize=(6.0, 3.6), layout="constrained")
         ax = fig.subplots()
         for i, (name, history) in enumerate(histories.items()):
             ax.semilogy(np.arange(1, len(history) + 1), history, marker=".", color=colour(name, i), label=name)
@@ -368,7 +389,7 @@ def loss_curve(history: pd.DataFrame, *, x: str = "step", y: str = "loss", hue: 
     _require_columns(history, [x, y] + ([hue] if hue else []), "loss_curve")
     groups = [(y, history)] if hue is None else list(history.groupby(hue, sort=False))
     with _styled():
-        fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+        fig = PngFigure(figsize=(6.0, 3.6), layout="constrained")
         ax = fig.subplots()
         for i, (key, sub) in enumerate(groups):
             sub = sub.dropna(subset=[y]).sort_values(x)
@@ -396,7 +417,7 @@ def results_points(results: pd.DataFrame, metric: str, *, x: str = "method", hue
     hues = [None] if hue is None else list(dict.fromkeys(data[hue]))
     width = 0.7 / len(hues)
     with _styled():
-        fig = Figure(figsize=(1.5 + 1.0 * len(xs) * max(1, len(hues)) ** 0.5, 3.6), layout="constrained")
+        fig = PngFigure(figsize=(1.5 + 1.0 * len(xs) * max(1, len(hues)) ** 0.5, 3.6), layout="constrained")
         ax = fig.subplots()
         for j, h in enumerate(hues):
             sub = data if h is None else data[data[hue] == h]

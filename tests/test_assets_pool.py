@@ -115,3 +115,9 @@ def test_build_pool_reports_exact_duplicate_rows(fake_registry, caplog):
         twice = assets.build_pool(data_dir, sources=["wiki-leads", "wiki-leads"], chunk_chars=None, tasks=[])
     assert len(twice) == 2 * len(one) and twice.attrs["report"]["exact_duplicates"] == len(one)
     assert f"pool: {len(one)} of {2 * len(one)} rows are exact copies of an earlier row" in caplog.text
+    # chunked, the count is said once, by the pool's report (not again by the chunking inside it)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gotd.data"):
+        chunked = assets.build_pool(data_dir, sources=["wiki-leads"], chunk_chars=4, tasks=[])  # "The " twice
+    assert chunked.attrs["report"]["exact_duplicates"] > 0
+    assert caplog.text.count("exact copies") == 1, caplog.text

@@ -127,3 +127,11 @@ def test_demo_smollm2_chain_at_smoke_size_writes_paired_rows(kernel_env: None, t
     index = (root / "index.html").read_text()
     assert "class='verdict'" in index and "Paired differences: target perplexity" in index
     assert "Paired differences: zero-shot accuracy" in index
+    # what a reader sees in every executed notebook of the chain (06_compare_real's is checked nowhere else)
+    from notebook_outputs import assert_reader_view
+
+    executed = {p.stem.split("-")[0]: p for p in root.glob("*.ipynb")}
+    assert {"01_select", "02_prefinetune", "03_evaluate", "06_compare_real"} <= set(executed)
+    for notebook in root.glob("*.ipynb"):
+        assert_reader_view(notebook, notebook.with_suffix(""))
+    assert assert_reader_view(executed["06_compare_real"], executed["06_compare_real"].with_suffix("")) >= 1

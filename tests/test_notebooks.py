@@ -1,7 +1,8 @@
 """The notebooks: paired scripts in sync, no committed outputs, parameters cells, and smoke executions.
 
 Each notebook is executed with papermill at smoke size (toy data, tiny settings) into a temporary run
-folder, and what it wrote is checked: results.csv rows and values, selection files, figures.
+folder, and what it wrote is checked: results.csv rows and values, selection files, figures, and what a
+reader sees (every figure shown as an image, no error output: tests/notebook_outputs.py).
 """
 from __future__ import annotations
 
@@ -18,14 +19,28 @@ jupytext = pytest.importorskip("jupytext")
 papermill = pytest.importorskip("papermill")
 
 from gotd.results import RESULT_COLUMNS  # noqa: E402
+from notebook_outputs import assert_reader_view  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "python3"
 
+READER_VIEW_CHECKED_BY = {
+    "00_ot_gradients_explained": "test_00_ot_gradients_explained",
+    "01_select": "test_01_select",
+    "02_prefinetune": "test_02_prefinetune",
+    "03_evaluate": "test_03_evaluate",
+    "04_ablations": "test_04_ablations",
+    "05a_testbed_prepare": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
+    "05b_testbed_warmup": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
+    "05c_testbed_compare": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
+    "06_compare_real": "tests/test_compare_real.py::test_demo_smollm2_chain_at_smoke_size_writes_paired_rows",
+}
+"""The smoke execution of each notebook whose outputs :func:`assert_reader_view` checks."""
+
 
 def _notebooks() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +61,13 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def _execute(name: str, tmp_path: Path, **parameters: object) -> Path:
+    """Run a notebook at smoke size into ``tmp_path/run`` and check that a reader sees every figure."""
     run_dir = tmp_path / "run"
-    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
+    executed = tmp_path / f"{name}.out.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(executed),
                                parameters={"run_dir": str(run_dir), "smoke": True, **parameters},
                                kernel_name=KERNEL, progress_bar=False, cwd=str(NOTEBOOKS))
+    assert_reader_view(executed, run_dir)
     return run_dir
 
 
@@ -74,8 +92,16 @@ def _value(results: pd.DataFrame, method: str, metric: str) -> float:
 
 def test_every_notebook_has_a_paired_script_and_the_five_exist() -> None:
     stems = {p.stem for p in _notebooks()}
-    assert stems == {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")}
+    assert stems == {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]*_*.py")}
     assert {"00_ot_gradients_explained", "01_select", "02_prefinetune", "03_evaluate", "04_ablations"} <= stems
+
+
+def test_every_notebook_has_a_smoke_execution_that_checks_what_a_reader_sees() -> None:
+    assert set(READER_VIEW_CHECKED_BY) == {p.stem for p in _notebooks()}
+    for test in set(READER_VIEW_CHECKED_BY.values()):
+        module, _, name = test.rpartition("::")
+        source = (REPO / module).read_text() if module else Path(__file__).read_text()
+        assert f"def {name}(" in source, f"{test} does not exist"
 
 
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
@@ -260,6 +286,12 @@ def test_gotd_run_smoke_end_to_end(kernel_env: None, tmp_path: Path) -> None:
     index = (run_root / "index.html").read_text()
     assert "zero_shot_accuracy" in index and "03_evaluate" in index
     assert list(run_root.glob("03_evaluate-*.html")) and list((run_root / "figures").glob("*.png"))
+    # Every executed notebook shows its figures, and so does its HTML in the report.
+    executed = sorted(run_root.glob("*.ipynb"))
+    assert len(executed) == 4
+    for notebook in executed:
+        shown = assert_reader_view(notebook, notebook.with_suffix(""))
+        assert notebook.with_suffix(".html").read_text().count("data:image/png;base64,") >= shown
 
 
 @pytest.mark.slow

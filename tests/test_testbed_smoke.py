@@ -70,6 +70,15 @@ def test_report_opens_on_the_verdict(smoke_run) -> None:
     assert {"build_scenario", "embed", "pretrain", "score_base"} <= set(timings["steps"])
 
 
+def test_every_notebook_shows_its_figures(smoke_run) -> None:
+    """What a reader sees in 05a, 05b and 05c: no error output, every figure they make shown as an image."""
+    from notebook_outputs import assert_reader_view
+
+    shown = {p.stage.notebook.stem: assert_reader_view(p.output_notebook, p.run_dir) for p in smoke_run.points}
+    assert set(shown) == {"05a_testbed_prepare", "05b_testbed_warmup", "05c_testbed_compare"}
+    assert shown["05c_testbed_compare"] >= 1   # the headline figure
+
+
 @pytest.mark.parametrize("name", ["demo", "testbed-smoke"])
 def test_testbed_configs_plan_against_their_notebooks(name, tmp_path) -> None:
     from gotd.runner.run import plan_run

@@ -151,7 +151,9 @@ def build_pool(
     docs_before = docs["source"].value_counts()
     docs, doc_overlap = remove_test_overlap(docs, held_out, keep=keep_overlap)
     if chunk_chars:
-        chunks = chunk_documents(docs.rename(columns={"doc_id": "id"}), chunk_chars=chunk_chars, progress=progress)
+        # the pool's own report below warns about the duplicates, after the held-out overlap is removed
+        chunks = chunk_documents(docs.rename(columns={"doc_id": "id"}), chunk_chars=chunk_chars, progress=progress,
+                                 warn_duplicates=False)
         chunks, chunk_overlap = remove_test_overlap(chunks, held_out, keep=keep_overlap)
         pool = chunks
     else:

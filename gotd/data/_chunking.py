@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gotd.data._dedup import report_exact_duplicates
+from gotd.data._dedup import count_exact_duplicates, report_exact_duplicates
 from gotd.data._readers import read_texts
 from gotd.errors import GotdInputError
 
@@ -60,7 +60,7 @@ def _as_texts(docs: Any) -> pd.DataFrame:
 
 
 def chunk_documents(docs: Any, *, chunk_chars: int = 1000, min_chunk_chars: int = 1,
-                    progress: bool = False) -> pd.DataFrame:
+                    progress: bool = False, warn_duplicates: bool = True) -> pd.DataFrame:
     """Split each document into consecutive chunks of at most ``chunk_chars`` characters.
 
     The paper's pool preparation: fixed-size character windows (1000 characters; 500 for the
@@ -78,6 +78,9 @@ def chunk_documents(docs: Any, *, chunk_chars: int = 1000, min_chunk_chars: int 
         ``df.attrs["dropped_short_chunks"]``.
     progress : bool
         Show a progress bar over documents.
+    warn_duplicates : bool
+        Log the warning about exact duplicate chunks. A caller that reports the duplicates of the table it
+        makes from the chunks (:func:`gotd.assets.build_pool`) turns it off, so the count is said once.
 
     Returns
     -------
@@ -119,7 +122,8 @@ def chunk_documents(docs: Any, *, chunk_chars: int = 1000, min_chunk_chars: int 
     out = pd.DataFrame(columns)
     for name in extra:
         out[name] = docs[name].iloc[source_rows].reset_index(drop=True)
-    exact = report_exact_duplicates(columns["text"], "chunks", "chunks")
+    exact = (report_exact_duplicates(columns["text"], "chunks", "chunks") if warn_duplicates
+             else count_exact_duplicates(columns["text"]))
     out.attrs = {"dropped_short_chunks": dropped, "chunk_chars": chunk_chars, "exact_duplicates": exact}
     return out
 

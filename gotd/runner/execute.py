@@ -73,6 +73,22 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     return own
 
 
+def kernel_options() -> dict[str, Any]:
+    """Keywords for papermill that make the kernel's connection encrypted (CurveZMQ) where it can be.
+
+    ipykernel 7 warns at every start that its TCP sockets carry code and outputs in plain text unless the
+    kernel manager provisions CurveZMQ keys. jupyter_client's ``transport_encryption="auto"`` does that for
+    kernel specs that declare ``supported_encryption`` (ipykernel 7's own specs do, and so the kernel of
+    :func:`ensure_kernel`); a jupyter_client without the setting gets nothing here.
+    """
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names():
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+
+
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The notebook's ``parameters`` cell as papermill reads it: name -> {inferred_type_name, default, help}.
 
@@ -312,7 +328,7 @@ def execute_point(point: Point, *, kernel_name: str, notebook_sha: str, cwd: Pat
     with open(log_path, "w", encoding="utf-8") as log:
         err_stream = _Tee(log, sys.stderr) if stream_output else log
         try:
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = kernel_options()
             if point.stage.timeout is not None:
                 kwargs["execution_timeout"] = point.stage.timeout
             papermill.execute_notebook(

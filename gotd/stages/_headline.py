@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from gotd.plots import colour
+from gotd.plots import PngFigure, colour
 from gotd.stages._paired import methods_in_order
 
 
@@ -20,7 +20,7 @@ def headline_figure(levels: pd.DataFrame, paired: pd.DataFrame, *, split: str = 
     """
     found = list(dict.fromkeys(levels["scenario"]))
     scenarios = [s for s in (order or []) if s in found] + [s for s in found if s not in (order or [])]
-    fig = Figure(figsize=(11, 3.3 * max(1, len(scenarios))), layout="constrained")
+    fig = PngFigure(figsize=(11, 3.3 * max(1, len(scenarios))), layout="constrained")
     axes = fig.subplots(max(1, len(scenarios)), 2, squeeze=False)
     for row, scen in enumerate(scenarios):
         lv = levels[(levels["scenario"] == scen) & (levels["split"] == split)]

@@ -207,16 +207,14 @@ def interval_figure(results: pd.DataFrame, metrics: Sequence[str], *, title: str
     appearance, the base model first when it is there. The whiskers are intervals over examples for one
     model and seed, not a spread over training seeds.
     """
-    from matplotlib.figure import Figure
-
-    from gotd.plots import colour
+    from gotd.plots import PngFigure, colour
 
     rows = results[results["metric"].isin(metrics) & results["seed"].notna()]
     if rows.empty:
         raise GotdInputError(f"no rows with metric(s) {list(metrics)}; metrics present: "
                              f"{sorted(results['metric'].unique())}")
     present = [m for m in metrics if m in set(rows["metric"])]
-    fig = Figure(figsize=(1.2 + 2.6 * len(present), 3.4), layout="constrained")
+    fig = PngFigure(figsize=(1.2 + 2.6 * len(present), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(present)))
     methods = list(dict.fromkeys(rows["method"]))
     for ax, metric in zip(axes, present):
