@@ -34,7 +34,7 @@ READER_VIEW_CHECKED_BY = {
     "05a_testbed_prepare": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
     "05b_testbed_warmup": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
     "05c_testbed_compare": "tests/test_testbed_smoke.py::test_every_notebook_shows_its_figures",
-    "06_compare_real": "tests/test_compare_real.py::test_demo_smollm2_chain_at_smoke_size_writes_paired_rows",
+    "06_compare_real": "tests/test_compare_evaluations.py::test_demo_smollm2_chain_at_smoke_size_writes_paired_rows",
 }
 """The smoke execution of each notebook whose outputs :func:`assert_reader_view` checks."""
 
