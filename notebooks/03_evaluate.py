@@ -54,7 +54,7 @@ device: str = ""  # cpu or cuda, empty for the GPU when there is one
 import pandas as pd
 from IPython.display import display
 
-from gotd.evaluate import evaluate_models
+from gotd.evaluate import EvalConfig, evaluate_models
 from gotd.stages import evaluate as evaluation
 from gotd.stages.prefinetune import SMOKE_MODEL
 from gotd.runner.rundir import RunDir
@@ -97,12 +97,12 @@ if "toxicity" in evaluations:
     toxicity = {"prompts": prompts, "scorer": "profanity-check", "n_generations": toxicity_generations}
 finetune = {"max_train_labels": finetune_max_labels, "seeds": finetune_seeds, "epochs": finetune_epochs,
             "learning_rates": finetune_learning_rates}
-table = evaluate_models(models, task, evaluations=evaluations, eval_split=eval_split, scoring=scoring,
-                                    ppl_split=ppl_split, max_examples=max_examples, max_ppl_texts=max_ppl_texts,
-                                    seed=seed, batch_size=batch_size, ppl_max_length=ppl_max_length,
-                                    n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity,
-                                    model_label=model_label, budget=budget, notebook=NOTEBOOK, device=device or None,
-                                    sample_seed=draw, per_text_dir=run.path)
+config = EvalConfig(evaluations=evaluations, eval_split=eval_split, ppl_split=ppl_split, max_examples=max_examples,
+                    max_ppl_texts=max_ppl_texts, seed=seed, sample_seed=draw, batch_size=batch_size,
+                    ppl_max_length=ppl_max_length, scoring=scoring, n_bootstrap=n_bootstrap, finetune=finetune,
+                    toxicity=toxicity)
+table = evaluate_models(models, task, config, model_label=model_label, budget=budget, notebook=NOTEBOOK,
+                        device=device or None, per_text_dir=run.path)
 evaluation.add_evaluation_results(run, table, budget=budget, model_label=model_label)
 print(run.write_results())
 

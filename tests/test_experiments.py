@@ -53,11 +53,11 @@ def test_training_metrics_from_a_record() -> None:
 
 
 def test_training_config_smoke_settings_yield_to_overrides() -> None:
-    config = experiments.training_config("demo", {"max_steps": 2}, seed=5, smoke=True)
+    config = experiments.training_config("short", {"max_steps": 2}, seed=5, smoke=True)
     assert config.max_steps == 2 and config.seed == 5 and config.max_length == experiments.SMOKE_TRAINING["max_length"]
-    assert experiments.training_config("demo").max_length == 128
+    assert experiments.training_config("short").max_length == 128
     with pytest.raises(GotdInputError, match="no field"):
-        experiments.training_config("demo", {"max_step": 2})
+        experiments.training_config("short", {"max_step": 2})
 
 
 def test_selection_info_reads_the_sidecar(tmp_path: Path) -> None:
@@ -140,3 +140,15 @@ def test_models_to_evaluate_puts_the_base_model_first(tmp_path: Path) -> None:
     assert list(experiments.models_to_evaluate("", {"gotd": lm})) == ["gotd"]
     with pytest.raises(GotdInputError, match="nothing to evaluate"):
         experiments.models_to_evaluate("", {})
+
+
+def test_evaluation_settings_are_one_object_and_keywords_override_it() -> None:
+    from gotd.evaluate import EvalConfig
+
+    config = EvalConfig(evaluations=("perplexity",), seed=2)
+    assert config.replace(seed=3).seed == 3 and config.seed == 2
+    assert config.draw == 2 and config.replace(sample_seed=7).draw == 7
+    with pytest.raises(GotdInputError, match="EvalConfig has no field"):
+        config.replace(max_examplez=3)
+    with pytest.raises(GotdInputError, match="EvalConfig has no field"):
+        experiments.evaluate_models({"base": "tiny"}, None, config, evaluations=["perplexity"], bogus=1)

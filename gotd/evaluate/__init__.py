@@ -24,13 +24,14 @@ mean loss. Inputs longer than the model's window are split into windows (perplex
 error (classification prompts), never cut silently. Models load through :mod:`gotd.models`; nothing
 here imports the training stage.
 
-Layout: ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
+Layout: ``_config`` (:class:`EvalConfig`), ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
 ``_perplexity``, ``_zero_shot``, ``_finetune``, ``_probe`` (a linear head on a model's mean hidden
 state), ``_toxicity``, ``_suite`` (the suite and the tasks).
 """
 from __future__ import annotations
 
 from gotd.evaluate._classifier import ClassifierRecipe, finetune_classifier
+from gotd.evaluate._config import EvalConfig
 from gotd.evaluate._finetune import few_label_finetune
 from gotd.evaluate._probe import few_label_sample, mean_hidden_states, probe
 from gotd.evaluate._perplexity import per_text_nll, perplexity, token_nll
@@ -71,6 +72,7 @@ __all__ = [
     "generate_continuations",
     "toxicity_eval",
     "evaluate_models",
+    "EvalConfig",
     "evaluate_on_task",
     "EvalTask",
     "task_from_assets",

@@ -20,6 +20,7 @@ import pandas as pd
 
 from gotd._io import atomic_path
 from gotd.errors import GotdInputError
+from gotd.evaluate._config import EvalConfig
 from gotd.evaluate._finetune import few_label_finetune
 from gotd.evaluate._perplexity import perplexity_with_texts
 from gotd.evaluate._toxicity import toxicity_eval
@@ -181,26 +182,15 @@ def _check_request(models: Mapping[str, Any], task: EvalTask | None, evaluations
 def evaluate_models(
     models: Mapping[str, Any],
     task: EvalTask | None,
+    config: EvalConfig | None = None,
     *,
-    evaluations: Sequence[str] = ("zero-shot", "perplexity"),
-    eval_split: str = "test",
-    ppl_split: str = "test",
-    max_examples: int = 0,
-    max_ppl_texts: int = 0,
-    seed: int = 0,
-    batch_size: int = 8,
-    ppl_max_length: int = 256,
-    scoring: str = "prompt",
-    n_bootstrap: int = 1000,
-    finetune: Mapping[str, Any] | None = None,
-    toxicity: Mapping[str, Any] | None = None,
     model_label: str | None = None,
     budget: int | None = None,
     notebook: str | None = None,
     device: str | None = None,
     progress: bool = True,
-    sample_seed: int | None = None,
     per_text_dir: str | os.PathLike[str] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
     """Score every model the same way on the same examples; one table in the schema of :mod:`gotd.results`.
 
@@ -225,18 +215,21 @@ def evaluate_models(
 
     Parameters
     ----------
+    config : EvalConfig, optional
+        What is measured and how (evaluations, splits, samples, seeds, batch size, window, scoring,
+        bootstrap, fine-tuning and toxicity options). Default: :class:`EvalConfig`'s defaults.
+    settings
+        :class:`EvalConfig` fields given by name (``evaluations=[...]``, ``seed=1``...); they override
+        ``config``'s. An unknown name fails naming the fields.
     model_label : str, optional
         The ``model`` column of every row (the base model's name, so that base and warmed-up rows line
         up); default: each model's own name. The evaluated model is in ``checkpoint`` either way.
     budget, notebook : optional
         Written in the ``budget`` and ``notebook`` columns.
-    sample_seed : int, optional
-        Seed of the example samples (default ``seed``): runs at different seeds that share it score the
-        very same texts, so their per-text scores pair up.
     per_text_dir : path, optional
         When given, the per-text scores behind the rows are written there (:data:`PER_TEXT_FILES`), one row
         per model and text with ``method``, ``split``, ``seed``, ``text_index`` (position in the sample),
-        ``text_sha`` (:func:`text_sha`): perplexity's ``nll_sum``, ``n_tokens``, ``nll``
+        ``text_sha`` (:func:`text_sha`): perplexity's ``nll_sum``, ``n_tokens``, ``nll_per_token``
         (:func:`gotd.evaluate.per_text_nll`), zero-shot's ``label``, ``pred``, ``correct`` (0/1). They come
         from the same forward passes as the table.
 
@@ -248,14 +241,18 @@ def evaluate_models(
     """
     from gotd.models import load_causal_lm_and_tokenizer
 
+    cfg = (config or EvalConfig()).replace(**settings)
+    evaluations, seed, batch_size, finetune, toxicity = cfg.evaluations, cfg.seed, cfg.batch_size, cfg.finetune, \
+        cfg.toxicity
+    eval_split, ppl_split = cfg.eval_split, cfg.ppl_split
     _check_request(models, task, evaluations, toxicity)
-    draw = seed if sample_seed is None else sample_seed
+    draw = cfg.draw
     if "zero-shot" in evaluations:
         examples_all = task.split(eval_split)
-        examples = seeded_subset(examples_all, max_examples, draw)
+        examples = seeded_subset(examples_all, cfg.max_examples, draw)
     if "perplexity" in evaluations:
         ppl_all = task.split(ppl_split)
-        ppl_texts = seeded_subset(ppl_all, max_ppl_texts, draw)["text"].tolist()
+        ppl_texts = seeded_subset(ppl_all, cfg.max_ppl_texts, draw)["text"].tolist()
     tables = []
     per_text: dict[str, list[pd.DataFrame]] = {"perplexity": [], "zero-shot": []}
     for method, model in models.items():
@@ -265,17 +262,17 @@ def evaluate_models(
         name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else name
         parts = []
         for evaluation in evaluations:
-            common = {"model_name": name, "n_bootstrap": n_bootstrap, "seed": seed, "progress": progress}
+            common = {"model_name": name, "n_bootstrap": cfg.n_bootstrap, "seed": seed, "progress": progress}
             if evaluation == "zero-shot":
                 table, rows = zero_shot_with_predictions(
                     lm, tok, examples["text"].tolist(), examples["label"].tolist(), label_names=list(task.labels),
-                    verbalizers=task.verbalizers, template=task.prompt, scoring=scoring, batch_size=batch_size,
+                    verbalizers=task.verbalizers, template=task.prompt, scoring=cfg.scoring, batch_size=batch_size,
                     task=task.name, split=eval_split, **common)
                 table["n_total"] = len(examples_all)
                 per_text["zero-shot"].append(rows.assign(method=method, split=eval_split, seed=seed, text_sha=[
                     text_sha(t) for t in examples["text"]]))
             elif evaluation == "perplexity":
-                table, rows = perplexity_with_texts(lm, tok, ppl_texts, max_length=ppl_max_length,
+                table, rows = perplexity_with_texts(lm, tok, ppl_texts, max_length=cfg.ppl_max_length,
                                                     batch_size=batch_size, task=task.name, **common)
                 table["split"], table["n_total"] = ppl_split, len(ppl_all)
                 per_text["perplexity"].append(rows.assign(method=method, split=ppl_split, seed=seed, text_sha=[
@@ -345,8 +342,8 @@ def evaluate_on_task(
     built = task_from_assets(task, data_dir) if needs_task else None
     given = (model, tokenizer) if tokenizer is not None else model
     cap = max_examples or 0
-    return evaluate_models({method or described["method"]: given}, built, evaluations=evaluations,
-                           eval_split=split, ppl_split=split, max_examples=cap, max_ppl_texts=cap, seed=seed,
-                           batch_size=batch_size, ppl_max_length=max_length, scoring=scoring,
-                           n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity, model_label=label,
+    config = EvalConfig(evaluations=evaluations, eval_split=split, ppl_split=split, max_examples=cap,
+                        max_ppl_texts=cap, seed=seed, batch_size=batch_size, ppl_max_length=max_length,
+                        scoring=scoring, n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity)
+    return evaluate_models({method or described["method"]: given}, built, config, model_label=label,
                            budget=described["budget"], device=device, progress=progress)

@@ -15,7 +15,7 @@ versions). Folders are built under a temporary name and renamed into place, so a
 never leaves a folder that looks complete.
 
 The tiny model (:func:`build_tiny_causal_lm`) is a randomly initialised Llama (the SmolLM2 architecture)
-with a byte-level BPE tokenizer trained on a fixed built-in text: it builds in about a second, needs
+with a byte-level BPE tokenizer trained on a fixed built-in text: it builds locally, needs
 nothing from the network, and is meant for tests that check wiring, never quality.
 
 Registry (``gotd models list``):

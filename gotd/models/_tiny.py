@@ -1,4 +1,4 @@
-"""Tiny Llamas: the random test model built locally in about a second, and fresh models of any small size.
+"""Tiny Llamas: the random test model built locally, and fresh models of any small size.
 
 :func:`build_tiny_causal_lm` writes the test model (random weights, a tokenizer trained on a fixed built-in
 text) into a cache folder; :class:`TinyLlamaSize` and :func:`new_tiny_llama` make a freshly initialised model

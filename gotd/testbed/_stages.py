@@ -14,7 +14,7 @@
     the figures.
 
 Each stage writes its files into its run folder and its CPU and wall time with the load average into
-``timings.json`` (CPU time is this process's, all threads; on a quiet 2-core machine wall ~ CPU / 2).
+``timings.json`` (CPU time is this process's, all threads), the run record of what it cost.
 """
 from __future__ import annotations
 
