@@ -32,6 +32,7 @@ n_dev: int = 600  # dev texts of the task (the pilot's evaluation split)
 chunk_chars: int = 400  # pool documents are cut into chunks of at most this many characters
 encoder: str = "minilm"  # sentence encoder for the embedding selectors
 geometry: str = "cosine"  # embedding geometry of every embedding method: cosine (unit vectors) or euclidean
+embedding: str = "encoder"  # embedding space: encoder (the sentence encoder) or lm (the tiny LM's hidden states)
 max_length: int = 128  # encoder token limit (chunks of 400 characters fit)
 vocab_size: int = 2048  # BPE vocabulary of the testbed LM, trained on the pool
 hidden_size: int = 128  # width of the tiny Llama
@@ -62,8 +63,8 @@ if torch_threads:
     torch.set_num_threads(torch_threads)
 params = {k: v for k, v in dict(globals()).items() if k in {
     "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
-    "geometry", "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs", "pretrain_lr",
-    "pretrain_batch_size", "evaluate_every", "seed"}}
+    "geometry", "embedding", "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs",
+    "pretrain_lr", "pretrain_batch_size", "evaluate_every", "seed"}}
 run = RunDir(run_dir, NOTEBOOK, params)
 size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
@@ -86,7 +87,8 @@ if smoke:
 # %%
 record = testbed.prepare(scenario, run.path, data_dir=str(resolve_path(data_dir)),
                          cache_dir=str(resolve_path(cache_dir)), sizes=sizes, lm_size=size, recipe=recipe,
-                         encoder=encoder, max_length=max_length, geometry=geometry, evaluate_every=evaluate_every,
+                         encoder=encoder, max_length=max_length, geometry=geometry, embedding=embedding,
+                         evaluate_every=evaluate_every,
                          seed=seed, smoke=smoke)
 report = record["report"]
 print(json.dumps({k: v for k, v in report.items() if "make_up" not in k}, indent=1))

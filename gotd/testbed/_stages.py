@@ -90,13 +90,18 @@ GOT-D, matching and TSDS is ``2 - 2 cos``, the geometry kNN uses: one geometry f
 def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache_dir: str = "data/cache",
             sizes: dict[str, Any] | None = None, lm_size: TinyLlamaSize = TinyLlamaSize(),
             recipe: LoopRecipe = LoopRecipe(), encoder: str = "minilm", max_length: int = 128,
-            geometry: str = "cosine", evaluate_every: int = 0, seed: int = 0, smoke: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            geometry: str = "cosine", embedding: str = "encoder", evaluate_every: int = 0, seed: int = 0,
+            smoke: bool = False, progress: bool = True) -> dict[str, Any]:
     """Stage 1 for one scenario; returns the record written to ``<out_dir>/prepared.json``.
 
     ``evaluate_every`` > 0 records the pre-training's held-out pool NLL every that many steps (the plateau
-    gate reads it); the manifest's ``references`` hold the unigram and bigram perplexities.
+    gate reads it); the manifest's ``references`` hold the unigram and bigram perplexities. ``embedding``
+    is ``encoder`` (the sentence encoder ``encoder``) or ``lm`` (the pre-trained tiny LM's own last hidden
+    states averaged over each text's tokens, :func:`gotd.evaluate.mean_hidden_states`: an embedding space
+    the model itself defines); either is L2-normalised when ``geometry`` is ``cosine``.
     """
+    if embedding not in ("encoder", "lm"):
+        raise GotdInputError(f"embedding={embedding!r} must be 'encoder' or 'lm'")
     from gotd.embed import Encoder
 
     if geometry not in GEOMETRIES:
@@ -114,20 +119,32 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
                 extra["task_splits"] = splits
         scen = build_scenario(scenario, data_dir, seed=seed, **sizes, **extra)
         save_scenario(scen, out / "scenario")
-    with clock.step("embed"):
-        enc = Encoder(encoder, max_length=max_length, normalize=GEOMETRIES[geometry])
-        pool_emb = enc.encode(scen.pool["text"].tolist(), cache_dir=Path(cache_dir) / "embeddings", progress=progress)
-        target_emb = enc.encode(scen.target["text"].tolist(), cache_dir=Path(cache_dir) / "embeddings",
-                                progress=progress)
-        np.save(out / "pool_embeddings.npy", pool_emb)
-        np.save(out / "target_embeddings.npy", target_emb)
     with clock.step("pretrain"):
         lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
                                           recipe=recipe, seed=seed, progress=progress,
                                           heldout=scen.pool_heldout["text"].tolist(), evaluate_every=evaluate_every)
         manifest = json.loads((Path(lm_folder) / "manifest.json").read_text(encoding="utf-8"))
-    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_manifest": manifest, "encoder": enc.settings(),
-              "geometry": geometry, "report": scen.report, "n_pool": len(scen.pool), "smoke": smoke,
+    with clock.step("embed"):
+        if embedding == "encoder":
+            enc = Encoder(encoder, max_length=max_length, normalize=GEOMETRIES[geometry])
+            embed = lambda texts: enc.encode(texts, cache_dir=Path(cache_dir) / "embeddings",  # noqa: E731
+                                             progress=progress)
+            settings = enc.settings()
+        else:
+            from gotd.evaluate import mean_hidden_states
+            from gotd.train import load_pretrained
+
+            lm, tok, _ = load_pretrained(lm_folder)
+
+            def embed(texts: list[str]) -> np.ndarray:
+                x = mean_hidden_states(lm, tok, texts, block_size=lm_size.block_size)
+                return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if GEOMETRIES[geometry] else x
+            settings = {"model": "testbed-lm", "pooling": "mean of last hidden states", "lm_folder": str(lm_folder),
+                        "normalize": GEOMETRIES[geometry]}
+        np.save(out / "pool_embeddings.npy", embed(scen.pool["text"].tolist()))
+        np.save(out / "target_embeddings.npy", embed(scen.target["text"].tolist()))
+    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_manifest": manifest, "encoder": settings,
+              "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool), "smoke": smoke,
               "pretrain_recipe": asdict(recipe)}
     write_json_atomic(out / "prepared.json", record)
     clock.write(out, {"stage": "prepare", "scenario": scenario})
@@ -430,7 +447,7 @@ def rare_share_sentences(makeup: pd.DataFrame, preps: Sequence[dict[str, Any]], 
         for budget in sorted(set(share.index.get_level_values("budget"))):
             by_method = share.loc[budget]
             methods = methods_in_order(list(by_method.index))
-            parts.append(f"at {budget} chunks " + ", ".join(f"{m} {100 * by_method[m]:.0f}%" for m in methods))
+            parts.append(f"at {budget} tokens " + ", ".join(f"{m} {100 * by_method[m]:.0f}%" for m in methods))
         pool_share = 100 * prep["report"].get("rare_share", float("nan"))
         out.append(f"{labels.get(scen, scen)}: share of {rare} in each selection (the pool has {pool_share:.0f}%, "
                    f"the target 50%): " + "; ".join(parts) + ".")
