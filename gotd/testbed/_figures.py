@@ -116,3 +116,42 @@ def ot_outcome_figure(table: pd.DataFrame):  # noqa: ANN201
         ax.set_title(scen, fontsize=9)
         ax.legend(fontsize=7)
     return fig
+
+
+def markdown_summary(folder: object) -> str:
+    """The README's tables, written from a compare folder's files: the gates, then the primary comparisons,
+    then every method's change against no warm-up in each scenario's primary metric (with the wider 95%
+    interval), so that the README quotes the run and nothing else."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    verdict = json.loads((folder / "verdict.json").read_text(encoding="utf-8"))
+    paired = pd.read_csv(folder / "paired.csv")
+    lines = ["| scenario | gate | outcome | numbers |", "|---|---|---|---|"]
+    lines += [f"| {g['scenario']} | {g['gate']} | {'passed' if g['passed'] else '**FAILED**'} | {g['detail']} |"
+              for g in verdict.get("gates", [])]
+    out = ["\n".join(lines)]
+    prim_path = folder / "primary.csv"
+    if prim_path.is_file() and prim_path.stat().st_size > 1:
+        prim = pd.read_csv(prim_path)
+        rows = ["| comparison | effect | 95% interval (wider) | p (Holm) | call |", "|---|---|---|---|---|"]
+        for r in prim.itertuples():
+            scale, unit = (100.0, " pts") if r.metric == "accuracy" else (1.0, "")
+            fmt = (lambda x: f"{scale * x:+.2f}") if scale > 1 else (lambda x: f"{x:+.4f}")  # noqa: E731
+            rows.append(f"| {r.comparison} | {fmt(r.diff)}{unit} | [{fmt(r.wide_low)}, {fmt(r.wide_high)}] | "
+                        f"{r.p_holm:.3g} | {r.call} |")
+        out.append("\n".join(rows))
+    metrics = verdict.get("primary_metric") or {}
+    rows = ["| scenario | metric | method | budget (tokens) | minus no warm-up | 95% interval (wider) |",
+            "|---|---|---|---|---|---|"]
+    for scen, metric in metrics.items():
+        for extra in (metric, "label_nll" if metric == "accuracy" else "pool_nll", "target_nll"):
+            sub = paired[(paired["scenario"] == scen) & (paired["metric"] == extra) & (paired["vs"] == "base")]
+            scale = 100.0 if extra == "accuracy" else 1.0
+            for r in sub.itertuples():
+                fmt = (lambda x: f"{scale * x:+.2f}") if scale > 1 else (lambda x: f"{x:+.4f}")  # noqa: E731
+                rows.append(f"| {scen} | {extra} | {r.method} | {r.budget} | {fmt(r.diff)} | [{fmt(r.wide_low)}, "
+                            f"{fmt(r.wide_high)}] |")
+    out.append("\n".join(rows))
+    return "\n\n".join(out) + "\n"
