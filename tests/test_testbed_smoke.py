@@ -42,7 +42,7 @@ def test_per_text_scores_are_paired_across_methods(smoke_run) -> None:
     counts = nll.groupby(["split", "method", "budget"])["text_index"].nunique()
     assert counts.groupby("split").nunique().eq(1).all()          # every model scored the same texts
     meta = json.loads((warm[0].run_dir / "warmup.json").read_text())
-    ran = set(nll["method"])
+    ran = set(nll["method"]) - {"base"}                             # base: the un-warmed model, scored per seed
     assert ran | set(meta["skipped"]) == set(meta["methods"])        # nothing dropped silently
     assert {"nll_sum", "n_tokens", "text_index"} <= set(nll.columns)  # the one per-text schema
 
@@ -88,12 +88,18 @@ def test_report_opens_on_the_verdict(smoke_run) -> None:
     assert {"build_scenario", "embed", "pretrain"} <= set(timings["steps"])
 
 
-@pytest.mark.parametrize("name", ["demo", "demo-pilot", "demo-extended", "testbed-smoke"])
+@pytest.mark.parametrize("name", ["demo", "demo-pilot", "demo-extended", "demo-extended-euclidean",
+                                  "demo-extended-lm", "testbed-smoke"])
 def test_testbed_configs_plan_against_their_notebooks(name, tmp_path) -> None:
     from gotd.runner.run import plan_run
 
     config = load_config(name)
-    assert {"gotd", "random", "oracle"} <= set(config.grid["method"])
+    assert {"random", "oracle"} <= set(config.grid["method"])               # the controls run everywhere
+    if name == "demo-pilot":                                                # the pilot runs the controls alone
+        assert set(config.grid["method"]) == {"random", "oracle"}
+        assert all(s.params.get("eval_split") == "dev" for s in config.stages if s.name == "prefinetune")
+    else:
+        assert "gotd" in config.grid["method"]
     points = plan_run(config, tmp_path)
     warm = [p for p in points if p.stage.name == "prefinetune"]
     assert len(warm) == len(config.grid["scenario"]) * len(config.grid["seed"])
