@@ -170,3 +170,21 @@ def test_primary_calls_use_holm_and_the_metric_direction() -> None:
     assert calls["s:accuracy:gotd:dsir"] == "not measured"
     with pytest.raises(GotdInputError, match="scenario:metric:method:vs"):
         primary_table(paired, ["task:accuracy:gotd"])
+
+
+def test_readme_tables_are_written_from_the_compare_files(tmp_path) -> None:
+    import json
+
+    from gotd.testbed._figures import markdown_summary
+
+    paired = _paired([("accuracy", "gotd", "base", 0.02, -0.01, 0.05, 0.2),
+                      ("accuracy", "scratch", "base", -0.01, -0.03, 0.01, 0.3)]).assign(budget=24576, split="test")
+    paired.to_csv(tmp_path / "paired.csv", index=False)
+    primary_table(paired, ["s:accuracy:gotd:base"]).to_csv(tmp_path / "primary.csv", index=False)
+    (tmp_path / "verdict.json").write_text(json.dumps({
+        "gates": [{"scenario": "s", "gate": "pretrained", "passed": False, "detail": "scratch ties"}],
+        "primary_metric": {"s": "accuracy"}}))
+    text = markdown_summary(tmp_path)
+    assert "| s | pretrained | **FAILED** | scratch ties |" in text
+    assert "| s:accuracy:gotd:base | +2.00 pts | [-1.00, +5.00] | 0.2 | not resolved |" in text
+    assert "| s | accuracy | scratch | 24576 | -1.00 | [-3.00, +1.00] |" in text
