@@ -146,7 +146,7 @@ def markdown_summary(folder: object) -> str:
     rows = ["| scenario | metric | method | budget (tokens) | minus no warm-up | 95% interval (wider) |",
             "|---|---|---|---|---|---|"]
     for scen, metric in metrics.items():
-        for extra in (metric, "label_nll" if metric == "accuracy" else "pool_nll", "target_nll"):
+        for extra in dict.fromkeys((metric, "label_nll" if metric == "accuracy" else "pool_nll", "target_nll")):
             sub = paired[(paired["scenario"] == scen) & (paired["metric"] == extra) & (paired["vs"] == "base")]
             scale = 100.0 if extra == "accuracy" else 1.0
             for r in sub.itertuples():
