@@ -138,7 +138,8 @@ def primary_table(paired: pd.DataFrame, comparisons: Sequence[str], *, alpha: fl
     if table.empty:
         return table
     p = table["p_value"].to_numpy(float)
-    p = np.where(np.isnan(p) & table["n_seeds"].eq(0).to_numpy(), 1.0, p)   # unmeasured: in the family, never significant
+    # an unmeasured comparison stays in Holm's family and is never significant
+    p = np.where(np.isnan(p) & table["n_seeds"].eq(0).to_numpy(), 1.0, p)
     table["p_holm"] = holm(p)
     lower_better = table["metric"].str.contains("nll")
     sign = np.where(lower_better, -1.0, 1.0)     # > 0: the method is better

@@ -144,7 +144,8 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
         np.save(out / "pool_embeddings.npy", embed(scen.pool["text"].tolist()))
         np.save(out / "target_embeddings.npy", embed(scen.target["text"].tolist()))
     record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_manifest": manifest, "encoder": settings,
-              "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool), "smoke": smoke,
+              "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool),
+              "smoke": smoke,
               "pretrain_recipe": asdict(recipe)}
     write_json_atomic(out / "prepared.json", record)
     clock.write(out, {"stage": "prepare", "scenario": scenario})

@@ -128,8 +128,9 @@ def ngram_reference_nll(train_ids: Sequence[Sequence[int]], heldout_ids: Sequenc
 
     Scored on the same positions as the LM (every token after the first of each held-out sequence).
     Unigram: add-one counts, :math:`p(w) = (c_w + 1) / (N + V)`. Bigram: interpolated with the unigram,
-    :math:`p(w|v) = \\lambda c_{vw}/c_v + (1 - \\lambda) p(w)` with :math:`\\lambda = c_v / (c_v + 5)` (Witten-Bell-like,
-    no tuning on the held-out text). An LM that does not beat the bigram has learnt little of its pool.
+    :math:`p(w|v) = \\lambda c_{vw}/c_v + (1 - \\lambda) p(w)` with :math:`\\lambda = c_v / (c_v + 5)`
+    (Witten-Bell-like, no tuning on the held-out text). An LM that does not beat the bigram has learnt little
+    of its pool.
     """
     import numpy as np
 
