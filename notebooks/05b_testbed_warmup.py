@@ -1,12 +1,17 @@
 # %% [markdown]
-# # 05b · Testbed: select, warm up and score, one seed
+# # 05b · Testbed: draw, select, fill a token budget, warm up lightly, score and fine-tune, one seed
 #
-# Every method selects from the same pool for the same target at every budget; the tiny LM pre-trained on
-# the pool (`05a_testbed_prepare`) is warmed up on each selection with **one recipe for all** and scored
-# per text: perplexity on the target's held-out texts (primary), perplexity on held-out pool text (what
-# warming up costs), and, where the target is a labelled task, few-label classification with a linear
-# head on the warmed-up LM (regularisation chosen on dev, test scored once). The seed varies the
-# selection where the method is random, the warm-up's batch order and the few labels.
+# At this seed the target sample, the labels and the warm-up's batch order are drawn afresh. Every method
+# ranks the same pool for the same target sample; each ranking fills **the same token budget** in its own
+# order, so every warm-up trains on the same number of tokens and optimizer steps (recorded in
+# `exposure.csv`). The warm-up is **light**: the pre-training's final AdamW state continued at its final
+# learning rate, one epoch over the budget. Controls run beside the methods: no warm-up (`base`), random
+# pool chunks (`random`, the null: the pre-training distribution itself), the target sample's own texts
+# (`oracle`, the positive control) and, downstream, a randomly initialised model (`scratch`).
+#
+# Scores per text: target NLL on the test texts and NLL on held-out pool text; where the target is a
+# labelled task, accuracy and true-label cross-entropy after fine-tuning the whole model plus a head on
+# the labels (a fixed recipe, scored once on `eval_split`: `dev` in the pilot, `test` in the run).
 #
 # **What this shows:** one seed's numbers, kept per text for the paired statistics of
 # `05c_testbed_compare`. **What it does not show:** a comparison; one seed is not evidence.
@@ -15,13 +20,18 @@
 run_dir: str = "reports/interactive/05b_testbed_warmup"  # folder for results.csv and the per-text scores
 smoke: bool = False  # recorded only: the sizes come from the prepare stage
 prepared_dir: str = "reports/interactive/05a_testbed_prepare"  # run folder of 05a_testbed_prepare
-methods: list = ["gotd", "matching", "knn", "dsir", "tsds", "random"]  # selection methods (absent ones are reported)
-budgets: list = [10, 40, 400]  # chunks selected, every method at every budget
-seed: int = 0  # seed of the selection (random methods), the warm-up order and the few labels
-warmup_epochs: float = 2.0  # passes over the selection
-warmup_lr: float = 1e-3  # peak learning rate of the warm-up
-warmup_batch_size: int = 8  # blocks per step
-per_class: int = 16  # labelled texts per class for the few-label head
+methods: list = ["gotd", "knn", "dsir", "random", "oracle"]  # selection methods and controls (random, oracle)
+budgets: list = [16384]  # token budgets (multiples of batch size x block size), every method at every budget
+seed: int = 0  # seed of the target sample, the selection (random methods), the warm-up order and the labels
+n_target: int = 800  # target sample drawn from the reservoir at this seed
+warmup_epochs: float = 1.0  # passes over the budget at the pre-training's final learning rate
+n_labels: int = 0  # labelled texts for the downstream fine-tuning (0: none; the task scenario's config sets it)
+clf_epochs: int = 3  # passes over the labels
+clf_lr: float = 1e-3  # learning rate of the whole model and the head
+clf_batch_size: int = 32  # labelled texts per step
+clf_max_tokens: int = 64  # tokens per labelled text (longer ones are cut; counted)
+eval_split: str = "test"  # labelled split the downstream score is read on: dev (pilot) or test
+method_options: dict = {"dsir": {"min_length": 10}}  # options of single methods
 torch_threads: int = 0  # torch CPU threads, 0 for torch's default
 
 # %%
@@ -32,48 +42,59 @@ import torch
 from IPython.display import display
 
 from gotd import testbed
-from gotd.train import LoopRecipe
+from gotd.evaluate import ClassifierRecipe
 from gotd.paths import resolve_path
 from gotd.runner.rundir import RunDir
 
 NOTEBOOK = "05b_testbed_warmup"
 if torch_threads:
     torch.set_num_threads(torch_threads)
-run = RunDir(run_dir, NOTEBOOK, {"prepared_dir": prepared_dir, "methods": methods, "budgets": budgets, "seed": seed,
-                                 "warmup_epochs": warmup_epochs, "warmup_lr": warmup_lr,
-                                 "warmup_batch_size": warmup_batch_size, "per_class": per_class})
-recipe = LoopRecipe(epochs=warmup_epochs, lr=warmup_lr, batch_size=warmup_batch_size)
-print(recipe)
+params = {k: v for k, v in dict(globals()).items() if k in {
+    "prepared_dir", "methods", "budgets", "seed", "n_target", "warmup_epochs", "n_labels", "clf_epochs", "clf_lr",
+    "clf_batch_size", "clf_max_tokens", "eval_split", "method_options"}}
+run = RunDir(run_dir, NOTEBOOK, params)
+classifier = ClassifierRecipe(epochs=clf_epochs, lr=clf_lr, batch_size=clf_batch_size, max_tokens=clf_max_tokens)
+meta = json.loads((resolve_path(prepared_dir) / "prepared.json").read_text())
+labels = n_labels if meta["scenario"] == "task" else 0
 
 # %%
 res = testbed.warm_up(resolve_path(prepared_dir), run.path, methods=methods, budgets=[int(b) for b in budgets],
-                      seed=seed, recipe=recipe, per_class=per_class)
+                      seed=seed, n_target=n_target, warmup_epochs=warmup_epochs, n_labels=labels,
+                      classifier=classifier, eval_split=eval_split, method_options=method_options)
 if res.skipped:
     print("not run (reported in the comparison):", res.skipped)
 
 # %% [markdown]
-# ## This seed's perplexities
-#
-# Token-weighted perplexity (exp of the summed NLL over the summed tokens) per split, method and budget.
+# ## Exposure: every warm-up's tokens, blocks and steps (equal by construction), and OT(mixture, target)
 
 # %%
-ppl = res.nll.groupby(["split", "method", "budget"]).apply(
-    lambda g: float(torch.tensor(g["nll_sum"].sum() / g["n_tokens"].sum()).exp())).rename("perplexity")
-display(ppl.unstack("budget").round(2))
+display(res.exposure)
+
+# %% [markdown]
+# ## This seed's NLLs (nats/token, token-weighted) and downstream accuracy
+
+# %%
+nll = res.nll.groupby(["split", "method", "budget"]).apply(
+    lambda g: float(g["nll_sum"].sum() / g["n_tokens"].sum())).rename("nll")
+display(nll.unstack("budget").round(4))
+acc = (res.downstream.groupby(["method", "budget"])[["correct", "true_label_nll"]].mean()
+       if not res.downstream.empty else pd.DataFrame())
+display(acc)
 
 # %% [markdown]
 # ## Results
 #
-# `results.csv`: perplexity per split, few-label test accuracy, warm-up steps and final loss, per method and
-# budget; `nll.parquet`, `correct.parquet` and `makeup.parquet` hold the per-text scores and the domains
-# of every selection.
+# `results.csv`: NLL per split, accuracy and true-label cross-entropy, per method and budget;
+# `nll.parquet`, `downstream.parquet` and `makeup.parquet` hold the per-text scores and the domains of
+# every selection, `exposure.csv` the tokens and steps, `picks.json` each method's top picks.
 
 # %%
-meta = json.loads((resolve_path(prepared_dir) / "prepared.json").read_text())
-for (split, method, budget), value in ppl.items():
+for (split, method, budget), value in nll.items():
     run.add_result(task=meta["scenario"], method=method, budget=int(budget), seed=seed, model="testbed-lm",
-                   metric=f"perplexity_{split}", value=value)
-for row in res.rows:
-    run.add_result(task=meta["scenario"], method=row["method"], budget=int(row["budget"]), seed=seed,
-                   model="testbed-lm", metric=row["metric"], value=float(row["value"]))
+                   metric=f"nll_{split}", value=value)
+for (method, budget), row in acc.iterrows():
+    run.add_result(task=meta["scenario"], method=method, budget=int(budget), seed=seed, model="testbed-lm",
+                   metric=f"accuracy_{eval_split}", value=float(row["correct"]))
+    run.add_result(task=meta["scenario"], method=method, budget=int(budget), seed=seed, model="testbed-lm",
+                   metric=f"true_label_nll_{eval_split}", value=float(row["true_label_nll"]))
 run.write_results()

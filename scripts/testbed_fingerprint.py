@@ -32,10 +32,13 @@ def per_text_digest(run: Path) -> tuple[str, str]:
             nll.update(np.ascontiguousarray(frame[column].to_numpy()).tobytes())
         for column in ("method", "split"):
             nll.update(frame[column].astype(str).str.cat(sep="|").encode())
-    for path in sorted(run.glob("05b*/correct.parquet")):
+    # probe answers (correct.parquet) or, since the certified testbed, the fine-tuned classifier's per-text
+    # answers and true-label cross-entropy (downstream.parquet)
+    for path in sorted(run.glob("05b*/correct.parquet")) + sorted(run.glob("05b*/downstream.parquet")):
         frame = pd.read_parquet(path)
-        if len(frame):
-            correct.update(np.ascontiguousarray(frame["correct"].to_numpy()).tobytes())
+        for column in ("correct", "true_label_nll"):
+            if len(frame) and column in frame.columns:
+                correct.update(np.ascontiguousarray(frame[column].to_numpy()).tobytes())
     return nll.hexdigest(), correct.hexdigest()
 
 

@@ -1,6 +1,7 @@
 """The run report's first screen for the testbed: structure (always) and a real browser render (with chromium)."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -82,6 +83,20 @@ def test_first_screen_is_the_verdict_then_the_figure_then_the_paired_table(tmp_p
     headings = [t for k, t in items if k == "h2"]
     assert headings[0].startswith("Paired differences: target perplexity")
     assert headings.index("Details") > 0
+
+
+def test_gates_come_first_then_the_verdict(tmp_path) -> None:
+    index, sentences, _ = _fake_run(tmp_path)
+    folder = next(tmp_path.rglob(VERDICT_FILE)).parent
+    verdict = json.loads((folder / VERDICT_FILE).read_text())
+    verdict["gates"] = [{"scenario": "task", "gate": "null", "passed": False, "detail": "random moved target NLL"}]
+    (folder / VERDICT_FILE).write_text(json.dumps(verdict))
+    points = expand_points(validate_config({"name": "t", "grid": {"seed": [0]}, "stages": [
+        {"name": "compare", "notebook": "05c_testbed_compare.ipynb"}]}), tmp_path / "t")
+    page = write_index(tmp_path / "t", title="gotd run t", description="d", points=points,
+                       results={points[0].name: PointResult(points[0].name, "compare", "done", 1.0)},
+                       comparison=pd.DataFrame(), figures=[], problems=[], record={}).read_text()
+    assert page.index("Gates: is the instrument certified?") < page.index("FAILED") < page.index(html.escape(sentences[0]))
 
 
 def test_paired_pivot_has_one_row_per_method_and_budget(tmp_path) -> None:

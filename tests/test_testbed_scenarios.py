@@ -51,9 +51,14 @@ def test_task_scenario_uses_given_splits_and_keeps_target_out_of_the_labels() ->
     splits = {s: pd.DataFrame({"text": [f"{s} review {i}" for i in range(n)],
                                "label": rng.choice(["pos", "neg"], n)}) for s, n in (("train", 300), ("dev", 60),
                                                                                       ("test", 60))}
+    common = {"common": ("wikipedia", "science", "news"), "rare": "tweets"}
     sc = _scenarios.task_scenario("toy", pool=_chunks(), task_splits=splits, n_pool=400, n_target=100, n_test=50,
-                                  n_heldout=40, n_dev=30, seed=0)
+                                  n_heldout=40, n_dev=30, seed=0, **common)
     assert len(sc.pool) == 400 and len(sc.target) == 100 and len(sc.test) == 50
+    partial = _scenarios.partial_scenario(pool=_chunks(), n_pool=400, n_target=100, n_test=50, n_heldout=40, seed=0,
+                                          **common)
+    assert sc.pool["text"].tolist() == partial.pool["text"].tolist()          # one shared pool
+    assert sc.pool_heldout["text"].tolist() == partial.pool_heldout["text"].tolist()
     assert not set(sc.target["text"]) & set(sc.labelled["train"]["text"])
     assert sc.labelled["test"]["text"].tolist() == sc.test["text"].tolist()
     assert sc.report["sizes"]["pool"] == 400 and sc.report["pool_table_chunks"] == len(_chunks())

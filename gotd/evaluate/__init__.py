@@ -30,6 +30,7 @@ state), ``_toxicity``, ``_suite`` (the suite and the tasks).
 """
 from __future__ import annotations
 
+from gotd.evaluate._classifier import ClassifierRecipe, finetune_classifier
 from gotd.evaluate._config import EvalConfig
 from gotd.evaluate._finetune import few_label_finetune
 from gotd.evaluate._probe import few_label_sample, mean_hidden_states, probe
@@ -54,6 +55,8 @@ from gotd.evaluate._zero_shot import DEFAULT_TEMPLATE, SCORINGS, zero_shot_class
 from gotd.results import JOIN_KEYS, MEASURE_COLUMNS, RESULT_COLUMNS, read_results, result_table, write_results
 
 __all__ = [
+    "ClassifierRecipe",
+    "finetune_classifier",
     "RESULT_COLUMNS",
     "MEASURE_COLUMNS",
     "JOIN_KEYS",

@@ -143,7 +143,15 @@ def comparison_section(folder: Path, run_root: Path) -> list[str]:
 
     esc = html.escape
     verdict = json.loads((folder / VERDICT_FILE).read_text(encoding="utf-8"))
-    parts = ["<div class='verdict'>"]
+    parts = []
+    gates = verdict.get("gates") or []
+    if gates:     # the instrument's certificate comes before any ranking
+        rows = "".join(f"<tr><td>{esc(str(g.get('scenario', '')))}</td><td>{esc(str(g['gate']))}</td>"
+                       f"<td>{'passed' if g['passed'] else '<b>FAILED</b>'}</td><td>{esc(str(g.get('detail', '')))}"
+                       "</td></tr>" for g in gates)
+        parts.append("<div class='gates'><h2>Gates: is the instrument certified?</h2><table><tr><th>scenario</th>"
+                     f"<th>gate</th><th>outcome</th><th>numbers</th></tr>{rows}</table></div>")
+    parts.append("<div class='verdict'>")
     parts += [f"<p>{esc(s)}</p>" for s in verdict.get("sentences", [])] or [
         "<p>No comparison could be made (no method ran at a budget where GOT-D also ran).</p>"]
     if verdict.get("reading"):
@@ -160,6 +168,20 @@ def comparison_section(folder: Path, run_root: Path) -> list[str]:
                      f"to GOT-D'><figcaption>{esc(verdict.get('interval', ''))}; "
                      f"seeds {esc(str(verdict.get('seeds', [])))}.</figcaption></figure>")
     parts += [f"<p>{esc(s)}</p>" for s in verdict.get("secondary_sentences", [])]
+    for name, title in (verdict.get("tables") or {}).items():
+        path = folder / name
+        if path.is_file() and path.stat().st_size > 1:
+            try:
+                frame = pd.read_csv(path)
+            except pd.errors.EmptyDataError:
+                continue
+            parts += [f"<h2>{esc(title)}</h2>", frame.to_html(index=False, escape=True,
+                                                                float_format=lambda x: f"{x:.4g}")]
+    for rel in verdict.get("extra_figures") or []:
+        fig_path = folder / rel
+        if fig_path.is_file():
+            parts.append(f"<figure><img src='{esc(os.path.relpath(fig_path, run_root))}' alt='{esc(rel)}'>"
+                         f"<figcaption>{esc(rel)}</figcaption></figure>")
     paired_path = folder / "paired.csv"
     paired = pd.read_csv(paired_path) if paired_path.is_file() else pd.DataFrame()
     for title, split, metric, note in (
@@ -174,10 +196,26 @@ def comparison_section(folder: Path, run_root: Path) -> list[str]:
              "Zero-shot classification by the LM's loss of each label's prompt; positive minus GOT-D: the method "
              "is more accurate than GOT-D."),
             ("What warming up costs: perplexity on held-out pool text", "pool_heldout", "perplexity",
-             "Positive minus un-warmed: the model got worse on its pre-training distribution.")):
+             "Positive minus un-warmed: the model got worse on its pre-training distribution."),
+            ("Paired differences: accuracy after fine-tuning on the labels", "test", "accuracy",
+             "Fraction correct; positive minus un-warmed: warming up helped downstream."),
+            ("Paired differences: true-label cross-entropy after fine-tuning", "test", "label_nll",
+             "Nats per text; negative minus un-warmed: warming up helped."),
+            ("Paired differences: target NLL, token-weighted", "test", "target_nll",
+             "Nats per token; negative minus un-warmed: warming up helped."),
+            ("Paired differences: target NLL, text-weighted", "test", "target_nll_text",
+             "Mean over texts of each text's nats per token."),
+            ("What warming up costs: held-out pool NLL", "test", "pool_nll",
+             "Nats per token; positive minus un-warmed: the model got worse on its pre-training distribution.")):
         table = paired_pivot(paired, split=split, metric=metric)
         if not table.empty:
             parts += [f"<h2>{esc(title)}</h2><p>{esc(note)}</p>", table.to_html(escape=True)]
+    per_domain = sorted(m for m in set(paired.get("metric", pd.Series(dtype=str))) if str(m).startswith("target_nll@"))
+    for metric in per_domain:      # one table per domain of the target's test texts
+        table = paired_pivot(paired, split="test", metric=metric)
+        if not table.empty:
+            parts += [f"<h2>Per domain: target NLL on {esc(metric.split('@', 1)[1])} test texts</h2>"
+                      "<p>Nats per token, token-weighted within the domain.</p>", table.to_html(escape=True)]
     makeup = folder / "makeup.csv"
     if makeup.is_file():
         frame = pd.read_csv(makeup, index_col=[0, 1, 2])

@@ -30,7 +30,9 @@ from scipy import stats as _sps
 
 from gotd.errors import GotdInputError
 
-METRICS = {"perplexity": np.exp, "accuracy": lambda x: x}
+METRICS = {"perplexity": np.exp, "accuracy": lambda x: x, "nll": lambda x: x}
+"""How a ratio of per-text sums becomes a score: ``perplexity`` exponentiates it; ``accuracy`` and ``nll``
+(nats/token when the denominator counts tokens, nats/text when it is 1) keep it."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,46 @@ def paired_difference(a: Scores, b: Scores, *, n_boot: int = 2000, seed: int = 0
     if len(d) > 1:
         half = _sps.t.ppf(1 - alpha, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
         out.update(t_low=float(d.mean() - half), t_high=float(d.mean() + half))
+        sd = d.std(ddof=1)
+        if sd > 0:       # two-sided one-sample t-test of the per-seed differences
+            out["p_value"] = float(2 * _sps.t.sf(abs(d.mean()) / (sd / np.sqrt(len(d))), len(d) - 1))
+        else:            # every seed gives the same difference
+            out["p_value"] = 0.0 if d.mean() != 0 else 1.0
     else:
-        out.update(t_low=float("nan"), t_high=float("nan"))
+        out.update(t_low=float("nan"), t_high=float("nan"), p_value=float("nan"))
+    out.update(zip(("wide_low", "wide_high"), wider_interval(out)))
+    return out
+
+
+def wider_interval(row: dict[str, float]) -> tuple[float, float]:
+    """The wider of the bootstrap interval (``ci_low``, ``ci_high``) and the t-interval (``t_low``, ``t_high``).
+
+    With few seeds the bootstrap's seed level under-covers (3 seeds: about 75% for a nominal 95%), while the
+    t-interval ignores the finite test set; the verdict uses whichever is wider (a NaN t-interval, one
+    seed, leaves the bootstrap's).
+    """
+    boot = (row["ci_low"], row["ci_high"])
+    t = (row.get("t_low", float("nan")), row.get("t_high", float("nan")))
+    if not np.all(np.isfinite(t)):
+        return boot
+    return t if t[1] - t[0] > boot[1] - boot[0] else boot
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control over the comparisons given).
+
+    Sorted ascending, :math:`\\tilde p_{(i)} = \\max_{j \\le i} \\min(1, (m - j + 1) p_{(j)})`; a comparison is
+    significant at level alpha when its adjusted p-value is at most alpha. NaN stays NaN and is not counted.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
     return out
 
 

@@ -126,17 +126,22 @@ def training_metrics(record: Mapping[str, Any]) -> dict[str, float]:
 
 
 def warm_up_copy(base: Any, tokenizer: Any, texts: Sequence[str], recipe: Any, seed: int, *,
-                 block_size: int) -> tuple[Any, dict[str, Any]]:
+                 block_size: int, blocks: Any = None, optimizer_state: Any = None) -> tuple[Any, dict[str, Any]]:
     """The plain engine: a deep copy of ``base`` trained on ``texts`` with :func:`gotd.train.train_loop`.
 
     Texts are bos-prefixed and packed into full blocks of ``block_size`` tokens
-    (:func:`gotd.train.full_blocks`); ``base`` is left untouched. Returns the warmed-up model (eval mode)
-    and the loop's record (steps, first and final loss in nats per token).
+    (:func:`gotd.train.full_blocks`); or ``blocks`` (a ``(n, block_size)`` tensor, e.g. a token budget filled
+    by :func:`gotd.train.fill_token_budget`) are trained on as given. ``optimizer_state`` continues an
+    earlier AdamW state (the pre-training's: a light warm-up, :func:`gotd.train.light_recipe`); it is
+    copied, never changed. ``base`` is left untouched. Returns the warmed-up model (eval mode) and the
+    loop's record (steps, tokens, first and final loss in nats per token, the last learning rate).
     """
     from gotd.models import encode_after_bos
     from gotd.train import full_blocks, train_loop
 
     model = copy.deepcopy(base)
-    blocks = full_blocks(encode_after_bos(tokenizer, list(texts)), block_size)
-    stats = train_loop(model, blocks, recipe, seed, progress=False)
+    if blocks is None:
+        blocks = full_blocks(encode_after_bos(tokenizer, list(texts)), block_size)
+    state = copy.deepcopy(optimizer_state) if optimizer_state is not None else None
+    stats = train_loop(model, blocks, recipe, seed, progress=False, optimizer_state=state)
     return model, stats

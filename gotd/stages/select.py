@@ -268,7 +268,8 @@ def select_stage(
 def select_all(pool: pd.DataFrame, target: pd.DataFrame, *, methods: Sequence[str], budgets: Sequence[int],
                seed: int = 0, embeddings: tuple[np.ndarray, np.ndarray] | None = None,
                options: Mapping[str, Any] | None = None, solver: Mapping[str, Any] | None = None,
-               progress: bool = True) -> dict[tuple[str, int], Selection]:
+               progress: bool = True, method_options: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> dict[tuple[str, int], Selection]:
     """Every method at every budget on prepared frames, in memory: ``{(method, budget): Selection}``.
 
     Pure: reads no file and writes none. Each method reads what the selector registry says it reads (the
@@ -293,6 +294,8 @@ def select_all(pool: pd.DataFrame, target: pd.DataFrame, *, methods: Sequence[st
         OT options passed only to the methods that take them (``eps_rel``, ``tol``, ``allow_unconverged``...).
     progress : bool
         Progress bars of the selectors that show one.
+    method_options : mapping of str to mapping, optional
+        Options of one method only (e.g. ``{"dsir": {"min_length": 10}}``), over ``options``.
 
     Raises
     ------
@@ -306,7 +309,7 @@ def select_all(pool: pd.DataFrame, target: pd.DataFrame, *, methods: Sequence[st
     out: dict[tuple[str, int], Selection] = {}
     for method, spec in specs.items():
         inputs = inputs_for(spec.name, texts=texts, embeddings=embeddings)
-        kwargs = dict(options or {})
+        kwargs = {**dict(options or {}), **dict((method_options or {}).get(method, {}))}
         if spec.progress:  # the registry checked that such a selector takes progress=
             kwargs.setdefault("progress", progress)
         if accepts(spec.fn, "eps_rel"):  # the OT-based selectors forward solver options

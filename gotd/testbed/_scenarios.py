@@ -3,12 +3,15 @@
 Every subsample is seeded, explicit and recorded in ``Scenario.report`` (sizes drawn from which table, the
 domain make-up); nothing is cut silently. Pool, target and held-out texts never share a document.
 
-``task``
-    A real built-in task as the target: ``n_target`` texts of its train split against the built-in pool
-    (every default pool source, chunked), of which ``n_pool`` chunks are drawn. Target perplexity is
-    measured on ``n_test`` texts of the task's test split; the few-label head uses the train split's other
-    texts (labels), the dev split (choices) and the same test texts (scored once).
-``partial``
+One pool for both scenarios: the partial-coverage pool (common domains plus ``rare_share`` of the rare one),
+drawn once with one seed, so that one embedding pass and one pre-trained LM serve both.
+
+``task`` (the paper's Tables 3-4: few labels after pre-fine-tuning)
+    A real built-in task as the target: ``n_target`` unlabelled texts of its train split (the reservoir each
+    seed draws its target sample from) against the shared pool. Accuracy after fine-tuning on labels is
+    measured on ``n_test`` texts of the task's test split; the labels come from the train split's other
+    texts, redrawn per seed.
+``partial`` (the paper's Fig. 3)
     Partial coverage with real text (the cats-and-dogs case): the target is half ``common`` domain, half
     ``rare`` domain; the pool holds the common domains and only ``rare_share`` of the rare one. Matching
     copies the target's 50/50 make-up; GOT-D should favour the domain the pool under-represents.
@@ -83,16 +86,21 @@ def draw_by_document(chunks: pd.DataFrame, counts: dict[str, int], seed: int, wh
 def task_scenario(task: str, data_dir: str | os.PathLike[str] = "data", *, n_pool: int = 4000, n_target: int = 500,
                   n_test: int = 300, n_heldout: int = 200, n_dev: int = 200, chunk_chars: int = 400,
                   seed: int = 0, pool: pd.DataFrame | None = None,
-                  task_splits: dict[str, pd.DataFrame] | None = None) -> Scenario:
-    """Scenario ``task``: ``task``'s train split as the target against the built-in pool (see module doc).
+                  task_splits: dict[str, pd.DataFrame] | None = None, **pool_options: Any) -> Scenario:
+    """Scenario ``task``: ``task``'s unlabelled train texts as the target against the shared pool (module doc).
 
-    ``pool`` may pass an already built chunk table (:func:`gotd.assets.build_pool`) instead of building it,
-    and ``task_splits`` the task's ``train``/``dev``/``test`` tables (columns ``text``, ``label``).
+    The pool and held-out pool text are the ones :func:`partial_scenario` draws with the same sizes (its
+    target and test documents are held out of the pool, so the sizes must match the partial scenario's), seed
+    and ``pool_options`` (one shared pool, so one embedding pass and one pre-trained LM serve both
+    scenarios). ``n_target`` train texts are the target reservoir (each seed draws its target sample from
+    it), the train split's other texts are the labels (each seed draws its own), ``n_dev`` dev texts and
+    ``n_test`` test texts are fixed. ``task_splits`` may pass the ``train``/``dev``/``test`` tables
+    (columns ``text``, ``label``).
     """
     from gotd import assets
 
-    full = assets.build_pool(data_dir, chunk_chars=chunk_chars) if pool is None else pool
-    drawn = draw_by_document(full, {"pool": n_pool, "pool_heldout": n_heldout}, seed, "pool")
+    shared = partial_scenario(data_dir, n_pool=n_pool, n_target=n_target, n_test=n_test, n_heldout=n_heldout,
+                              chunk_chars=chunk_chars, seed=seed, pool=pool, **pool_options)
     if task_splits is None:
         info = assets.task_info(task)
         text_field, label_field = info.text_field, info.label_field
@@ -114,13 +122,13 @@ def task_scenario(task: str, data_dir: str | os.PathLike[str] = "data", *, n_poo
     dev, _ = take(splits["dev"], n_dev, "dev")
     train_labels = train_rest.rename(columns={text_field: "text", label_field: "label"})
     train_labels = train_labels[["text", "label"]].assign(domain=task).reset_index(drop=True)
-    report = {"scenario": "task", "task": task, "seed": seed, "chunk_chars": chunk_chars,
-              "pool_table_chunks": len(full), "pool_table_make_up": _make_up(full),
+    report = {**{k: v for k, v in shared.report.items() if k not in ("target_make_up", "test_make_up", "scenario")},
+              "scenario": "task", "task": task, "target_reservoir": n_target, "labels_reservoir": len(train_labels),
               "sizes": {"pool": n_pool, "pool_heldout": n_heldout, "target": n_target, "test": n_test, "dev": n_dev},
-              "pool_fraction_of_table": n_pool / len(full), "pool_make_up": _make_up(drawn["pool"]),
-              "subsample": "documents in a seeded random order, whole documents per role (draw_by_document); "
-                           f"{n_target} target texts, {n_test} test and {n_dev} dev texts drawn at random (seed+1)"}
-    return Scenario("task", drawn["pool"], target.drop(columns="label"), test, drawn["pool_heldout"],
+              "task_subsample": f"{n_target} target texts (the reservoir each seed draws from), {n_test} test "
+                                f"and {n_dev} dev texts drawn at random (seed+1); labels from the other train "
+                                "texts"}
+    return Scenario("task", shared.pool, target.drop(columns="label"), test, shared.pool_heldout,
                     {"train": train_labels, "dev": dev, "test": test}, report)
 
 

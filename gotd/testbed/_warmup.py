@@ -1,12 +1,24 @@
-"""One seed of a scenario, composed of the kit's stages: select, warm up, score.
+"""One seed of a scenario, composed of the kit's stages: draw, select, fill the token budget, warm up, score.
 
-Every method gets the same pool, the same target, the same encoder embeddings and the same warm-up recipe
-(:class:`gotd.train.LoopRecipe`): :func:`gotd.stages.select_all` selects with every method at every budget,
-each selection is saved with its sidecar like any other (:func:`gotd.selection.save_selection`),
-:func:`gotd.stages.warm_up_copy` warms a copy of the pre-trained LM up on it (the plain engine), and
-:func:`gotd.stages.score_per_text` scores it per text (the one per-text schema). The seed varies the
-selection where the method is random, the warm-up's batch order and the few labels the classification head
-sees. Scores are kept per text, so that the compare stage can pair them.
+At each seed the target sample (``n_target`` texts of the scenario's reservoir), the labels of the
+downstream fine-tuning and the warm-up's batch order are drawn afresh. Every method ranks the same pool for
+the same target sample with the same embeddings (:func:`gotd.stages.select_all`); each ranking fills the
+same token budget in its own order (:func:`gotd.train.fill_token_budget`), so tokens, blocks and optimizer
+steps are equal across methods and recorded. The warm-up is light (:func:`gotd.stages.warm_up_copy` with
+the pre-training's final AdamW state at its final learning rate, one epoch; :func:`gotd.train.light_recipe`).
+
+Controls run beside the methods, under the same budget and recipe:
+
+``none``      the pre-trained model, not warmed up (the reference of every change);
+``random``    random pool chunks: the pre-training distribution itself, the null control (it is also the
+              random-selection baseline);
+``oracle``    the target sample's own unlabelled texts in a seeded order: the positive control (TAPT);
+``scratch``   (downstream only) a randomly initialised model of the same size, fine-tuned like the others:
+              the pre-trained model must beat it.
+
+Every model is scored per text: NLL of the target's test texts and of the held-out pool text
+(:func:`gotd.stages.score_per_text`) and, where the scenario has labels, the fine-tuned classifier's
+correctness and true-label cross-entropy on the evaluation split (:func:`gotd.evaluate.finetune_classifier`).
 """
 from __future__ import annotations
 
@@ -20,11 +32,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gotd.evaluate import few_label_sample, mean_hidden_states, probe
+from gotd.errors import GotdInputError
+from gotd.evaluate import BASE_METHOD, ClassifierRecipe, finetune_classifier
 from gotd.selection import save_selection
 from gotd.stages import score_per_text, select_all, warm_up_copy
 from gotd.testbed._scenarios import Scenario
-from gotd.train import LoopRecipe, load_pretrained
+from gotd.train import LoopRecipe, fill_token_budget, load_optimizer_state, load_pretrained
+
+CONTROLS = ("random", "oracle")
+"""Warm-ups on control data run at every seed (``none`` and ``scratch`` need no warm-up)."""
+
+SCRATCH = "scratch"
+"""The randomly initialised model of the downstream gate."""
 
 
 def available(method: str) -> bool:
@@ -36,12 +55,13 @@ def available(method: str) -> bool:
 
 @dataclass
 class SeedResult:
-    """Per-text scores, selection make-up, summary rows and skipped methods of one (scenario, seed)."""
+    """Per-text scores, exposure, top picks and skipped methods of one (scenario, seed)."""
 
     nll: pd.DataFrame
-    correct: pd.DataFrame
+    downstream: pd.DataFrame
     makeup: pd.DataFrame
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    exposure: pd.DataFrame
+    picks: pd.DataFrame
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -53,67 +73,182 @@ def score_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int,
                           block_size=block_size, tag=tag)
 
 
-def probe_model(model: Any, tokenizer: Any, scenario: Scenario, block_size: int, per_class: int,
-                seed: int) -> dict[str, Any] | None:
-    """The few-label head's dev and test result (None when the scenario has no labels)."""
-    if not scenario.labelled:
-        return None
-    train = few_label_sample(scenario.labelled["train"], per_class, seed)
-    feats = {k: mean_hidden_states(model, tokenizer, f["text"].tolist(), block_size=block_size)
-             for k, f in (("train", train), ("dev", scenario.labelled["dev"]), ("test", scenario.labelled["test"]))}
-    return probe(feats["train"], train["label"], feats["dev"], scenario.labelled["dev"]["label"],
-                        feats["test"], scenario.labelled["test"]["label"], seed=seed)
+def labelled_sample(train: pd.DataFrame, n_labels: int, seed: int) -> pd.DataFrame:
+    """``n_labels`` labelled texts drawn at random with ``seed`` (class shares as they come)."""
+    if n_labels > len(train):
+        raise GotdInputError(f"n_labels={n_labels} but only {len(train)} labelled training texts exist")
+    return train.sample(n=n_labels, random_state=seed).reset_index(drop=True)
+
+
+def target_sample(scenario: Scenario, target_emb: np.ndarray, n_target: int, seed: int
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The seed's target sample: ``n_target`` texts of the reservoir (and their embeddings), drawn with ``seed``."""
+    if not 0 < n_target <= len(scenario.target):
+        raise GotdInputError(f"n_target={n_target} must be in 1..{len(scenario.target)} (the target reservoir)")
+    rows = np.sort(np.random.default_rng(seed).choice(len(scenario.target), n_target, replace=False))
+    return scenario.target.iloc[rows].reset_index(drop=True), target_emb[rows]
+
+
+def rank_depth(pool_tokens: np.ndarray, budget_tokens: int) -> int:
+    """Chunks each method ranks: the fewest that fill ``budget_tokens`` even when every chunk is among the
+    shortest (so any rank order fills the budget), at most the pool."""
+    short_first = np.cumsum(np.sort(pool_tokens))
+    return int(min(len(pool_tokens), np.searchsorted(short_first, budget_tokens) + 1))
+
+
+def top_picks(pool: pd.DataFrame, order: Sequence[int], n_used: int, pool_tokens: np.ndarray,
+              pool_emb: np.ndarray, target_emb: np.ndarray, k: int = 5) -> dict[str, Any]:
+    """What a method trained on: its first ``k`` picks and summaries of the ``n_used`` texts that filled the budget.
+
+    Distances are cosine distances (``1 - cos``) of a chunk's embedding to its nearest target text.
+    """
+    used = np.asarray(order[:n_used])
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    near = 1.0 - (unit(pool_emb[used]) @ unit(target_emb).T).max(axis=1)
+    texts = pool["text"].iloc[used]
+    return {"n_texts": int(n_used), "mean_tokens": float(pool_tokens[used].mean()),
+            "mean_nearest_target_distance": float(near.mean()),
+            "duplicate_texts": int(texts.duplicated().sum()),
+            "top": [{"rank": i + 1, "tokens": int(pool_tokens[j]), "nearest_target_distance": float(near[i]),
+                     "domain": str(pool["domain"].iloc[j]), "text": str(pool["text"].iloc[j])[:160]}
+                    for i, j in enumerate(used[:k])]}
+
+
+MIXTURE_SHARE = 0.5
+"""Mass of the selection in the mixture whose OT distance to the target is recorded (the rest is the pool)."""
+
+
+def sinkhorn(pool: np.ndarray, target: np.ndarray, **options: Any) -> Any:
+    """:func:`gotd.ot.sinkhorn` with the kit's defaults (imported late: it loads torch)."""
+    from gotd.ot import sinkhorn as solve
+
+    return solve(pool, target, **options)
+
+
+def mixture_ot(pool_emb: np.ndarray, sel_emb: np.ndarray, target_emb: np.ndarray, eps: float) -> float:
+    """Entropic OT (dual value, cost units) between the mixture (pool, selection) and the target.
+
+    The mixture puts ``1 - MIXTURE_SHARE`` of its mass uniformly on the pool and :data:`MIXTURE_SHARE` on the
+    texts that filled the budget: the distribution a light warm-up moves the model toward, in GOT-D's
+    reading. The value is :math:`\\langle a, f\\rangle + \\langle b, g\\rangle` at the solved potentials.
+    """
+    x = np.concatenate([pool_emb, sel_emb]).astype(np.float32)
+    a = np.concatenate([np.full(len(pool_emb), (1 - MIXTURE_SHARE) / len(pool_emb)),
+                        np.full(len(sel_emb), MIXTURE_SHARE / len(sel_emb))])
+    b = np.full(len(target_emb), 1.0 / len(target_emb))
+    res = sinkhorn(x, target_emb, a=a, b=b, eps=eps, allow_unconverged=True)
+    return float(a @ res.f + b @ res.g)
 
 
 def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_emb: np.ndarray, *,
-             methods: Sequence[str], budgets: Sequence[int], seed: int, recipe: LoopRecipe,
-             per_class: int = 16, selections_dir: str | Path | None = None, progress: bool = True) -> SeedResult:
-    """Select, warm up and score for every method x budget at one seed (see the module docstring).
+             methods: Sequence[str], budgets: Sequence[int], seed: int, recipe: LoopRecipe, n_target: int,
+             n_labels: int = 0, classifier: ClassifierRecipe | None = None, eval_split: str = "test",
+             method_options: dict[str, dict[str, Any]] | None = None,
+             selections_dir: str | Path | None = None, progress: bool = True) -> SeedResult:
+    """Draw, select, fill each token budget, warm up and score every method and control at one seed.
 
-    With ``selections_dir`` every selection is saved there as ``<method>-<budget>.jsonl`` with its sidecar.
+    ``methods`` may hold selection methods and the controls of :data:`CONTROLS`; ``budgets`` are token
+    budgets (multiples of the LM's block size). With ``selections_dir`` every selection is saved there as
+    ``<method>-<budget>.jsonl`` with its sidecar. ``eval_split`` is the labelled split the downstream
+    score is read on (``dev`` in a pilot, so the test split is never used to tune the instrument).
     """
+    from gotd.models import encode_after_bos, new_tiny_llama
+    from gotd.models import TinyLlamaSize
+
     base, tokenizer, manifest = load_pretrained(lm_folder)
+    opt_state = load_optimizer_state(lm_folder)
     block = int(manifest["size"]["block_size"])
-    nll_frames, correct_frames, makeup, rows = [], [], [], []
-    skipped = {m: "not available in this install of gotd.selectors" for m in methods if not available(m)}
-    runnable = [m for m in methods if m not in skipped]
-    timings = {"select_cpu_s": 0.0, "warmup_cpu_s": 0.0, "score_cpu_s": 0.0}
-    base_probe = probe_model(base, tokenizer, scenario, block, per_class, seed)
-    if base_probe is not None:
-        correct_frames.append(pd.DataFrame({"scenario": scenario.name, "method": "base", "budget": 0, "seed": seed,
-                                            "split": "test", "correct": base_probe["test_correct"],
-                                            "text_index": np.arange(len(base_probe["test_correct"]))}))
-        rows.append({"method": "base", "budget": 0, "metric": "few_label_accuracy",
-                     "value": base_probe["test_accuracy"], "C": base_probe["C"]})
+    skipped = {m: "not available in this install of gotd.selectors" for m in methods
+               if m not in CONTROLS and not available(m)}
+    selectors_run = [m for m in methods if m not in CONTROLS and m not in skipped]
+    timings = {"select_cpu_s": 0.0, "warmup_cpu_s": 0.0, "score_cpu_s": 0.0, "finetune_cpu_s": 0.0}
+    target, t_emb = target_sample(scenario, target_emb, n_target, seed)
+    pool_ids = encode_after_bos(tokenizer, scenario.pool["text"].tolist())
+    pool_tokens = np.array([len(x) for x in pool_ids])
+    target_ids = encode_after_bos(tokenizer, target["text"].tolist())
+    depth = rank_depth(pool_tokens, max(int(b) for b in budgets))
+
     c0 = time.process_time()
-    selections = select_all(scenario.pool, scenario.target, methods=runnable, budgets=budgets, seed=seed,
-                            embeddings=(pool_emb, target_emb), progress=False) if runnable else {}
+    selections = select_all(scenario.pool, target, methods=selectors_run, budgets=[depth], seed=seed,
+                            embeddings=(pool_emb, t_emb), progress=False,
+                            method_options=method_options) if selectors_run else {}
     timings["select_cpu_s"] += time.process_time() - c0
-    bar = tqdm(list(selections.items()), desc=f"{scenario.name} seed {seed}: warm up, score", disable=not progress)
-    for (method, budget), sel in bar:
-        if selections_dir is not None:
-            save_selection(sel, Path(selections_dir) / f"{method}-{budget}.jsonl", records=scenario.pool,
-                           extra={"scenario": scenario.name, "inputs": {"pool_rows": len(scenario.pool),
-                                                                        "target_rows": len(scenario.target)}})
-        picked = scenario.pool.iloc[sel.indices]
-        makeup.append(picked["domain"].value_counts().rename_axis("domain").reset_index(name="count").assign(
-            scenario=scenario.name, method=method, budget=budget, seed=seed))
+    orders: dict[str, np.ndarray] = {m: np.asarray(sel.indices) for (m, _), sel in selections.items()}
+    if "random" in methods and "random" not in orders:
+        orders["random"] = np.random.default_rng(seed).permutation(len(scenario.pool))
+
+    labelled = scenario.labelled if (n_labels and classifier is not None and scenario.labelled) else {}
+    labels_train = labelled_sample(labelled["train"], n_labels, seed) if labelled else None
+    label_names = sorted(set(labelled["train"]["label"]), key=str) if labelled else None
+
+    nll_frames, down_frames, makeup, exposure, picks = [], [], [], [], []
+
+    def downstream(model: Any, tag: dict[str, Any]) -> None:
+        if not labelled:
+            return
+        c1 = time.process_time()
+        ev = labelled[eval_split]
+        res = finetune_classifier(model, tokenizer, labels_train["text"].tolist(), labels_train["label"].tolist(),
+                                  ev["text"].tolist(), ev["label"].tolist(), recipe=classifier, seed=seed,
+                                  label_names=label_names)
+        down_frames.append(pd.DataFrame({**tag, "split": eval_split, "text_index": np.arange(len(ev)),
+                                         "correct": res["correct"], "true_label_nll": res["true_label_nll"],
+                                         "one": 1.0}))
+        timings["finetune_cpu_s"] += time.process_time() - c1
+
+    base_tag = {"scenario": scenario.name, "method": BASE_METHOD, "budget": 0, "seed": seed}
+    c0 = time.process_time()
+    nll_frames.append(score_model(base, tokenizer, scenario, block, base_tag))
+    timings["score_cpu_s"] += time.process_time() - c0
+    downstream(base, base_tag)
+    if labelled:
+        size = TinyLlamaSize(**manifest["size"])
+        downstream(new_tiny_llama(size, len(tokenizer), seed + 1000),
+                   {**base_tag, "method": SCRATCH})
+
+    ot_eps = float(sinkhorn(pool_emb, t_emb).diagnostics["eps"])   # one eps per seed: values comparable
+    runs = [m for m in methods if m not in skipped]
+    work = [(m, int(b)) for m in runs for b in budgets]
+    for method, budget in tqdm(work, desc=f"{scenario.name} seed {seed}", disable=not progress):
+        if method == "oracle":
+            order = np.random.default_rng(seed).permutation(len(target))
+            filled = fill_token_budget([target_ids[i] for i in order], budget, block)
+            source = "target sample"
+        else:
+            order = orders[method]
+            filled = fill_token_budget([pool_ids[i] for i in order], budget, block)
+            source = "pool"
+            picked = scenario.pool.iloc[order[:filled["n_texts"]]]
+            makeup.append(picked["domain"].value_counts().rename_axis("domain").reset_index(name="count").assign(
+                scenario=scenario.name, method=method, budget=budget, seed=seed))
+            picks.append({"scenario": scenario.name, "method": method, "budget": budget, "seed": seed,
+                          **top_picks(scenario.pool, order, filled["n_texts"], pool_tokens, pool_emb, t_emb)})
+            if selections_dir is not None and method in orders and (method, depth) in selections:
+                save_selection(selections[(method, depth)], Path(selections_dir) / f"{method}-{budget}.jsonl",
+                               records=scenario.pool,
+                               extra={"scenario": scenario.name, "token_budget": budget,
+                                      "texts_filling_budget": filled["n_texts"],
+                                      "inputs": {"pool_rows": len(scenario.pool), "target_rows": len(target)}})
         c0 = time.process_time()
-        model, stats = warm_up_copy(base, tokenizer, picked["text"].tolist(), recipe, seed, block_size=block)
+        import torch
+
+        model, stats = warm_up_copy(base, tokenizer, [], recipe, seed, block_size=block,
+                                    blocks=torch.tensor(filled["blocks"], dtype=torch.long),
+                                    optimizer_state=opt_state)
         timings["warmup_cpu_s"] += time.process_time() - c0
+        used = order[:filled["n_texts"]]
+        sel_emb = t_emb[used] if method == "oracle" else pool_emb[used]
+        exposure.append({"scenario": scenario.name, "method": method, "budget": budget, "seed": seed,
+                         "ot_mixture_target": mixture_ot(pool_emb, sel_emb, t_emb, ot_eps),
+                         "source": source, "tokens": int(stats["tokens"]), "blocks": len(filled["blocks"]),
+                         "steps": int(stats["steps"]), "texts": int(filled["n_texts"]),
+                         "final_loss": float(stats["final_loss"]), "lr": float(stats["final_lr"])})
+        tag = {"scenario": scenario.name, "method": method, "budget": budget, "seed": seed}
         c0 = time.process_time()
-        tag = {"scenario": scenario.name, "method": method, "budget": int(budget), "seed": seed}
         nll_frames.append(score_model(model, tokenizer, scenario, block, tag))
-        res = probe_model(model, tokenizer, scenario, block, per_class, seed)
         timings["score_cpu_s"] += time.process_time() - c0
-        rows.append({"method": method, "budget": budget, "metric": "warmup_steps", "value": stats["steps"]})
-        rows.append({"method": method, "budget": budget, "metric": "warmup_final_loss", "value": stats["final_loss"]})
-        if res is not None:
-            correct_frames.append(pd.DataFrame({**tag, "split": "test", "correct": res["test_correct"],
-                                                "text_index": np.arange(len(res["test_correct"]))}))
-            rows.append({"method": method, "budget": budget, "metric": "few_label_accuracy",
-                         "value": res["test_accuracy"], "C": res["C"]})
-    nll = pd.concat(nll_frames, ignore_index=True) if nll_frames else pd.DataFrame()
-    correct = pd.concat(correct_frames, ignore_index=True) if correct_frames else pd.DataFrame()
-    mk = pd.concat(makeup, ignore_index=True) if makeup else pd.DataFrame()
-    return SeedResult(nll, correct, mk, rows, skipped, timings)
+        downstream(model, tag)
+    cat = lambda xs: pd.concat(xs, ignore_index=True) if xs else pd.DataFrame()  # noqa: E731
+    picks_frame = pd.DataFrame(picks)
+    return SeedResult(cat(nll_frames), cat(down_frames), cat(makeup), pd.DataFrame(exposure), picks_frame,
+                      skipped, timings)

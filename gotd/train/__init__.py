@@ -47,9 +47,9 @@ from gotd.models import (
     resolve_model_location,
 )
 from gotd.train._config import PRECISIONS, PRESETS, RECORD_NAME, TrainConfig, TrainResult, preset
-from gotd.train._loop import LoopRecipe, batch_order, full_blocks, lr_at, train_loop
-from gotd.train._packing import load_training_texts, pack_token_blocks
-from gotd.train._pretrain import load_pretrained, pretrain_from_scratch
+from gotd.train._loop import LoopRecipe, batch_order, full_blocks, light_recipe, lr_at, train_loop
+from gotd.train._packing import fill_token_budget, load_training_texts, pack_token_blocks
+from gotd.train._pretrain import load_optimizer_state, load_pretrained, ngram_reference_nll, pretrain_from_scratch
 from gotd.train._record import read_train_record, reusable_output
 from gotd.train._trainer import train
 
@@ -67,6 +67,10 @@ __all__ = [
     "LoopRecipe",
     "batch_order",
     "full_blocks",
+    "fill_token_budget",
+    "light_recipe",
+    "ngram_reference_nll",
+    "load_optimizer_state",
     "lr_at",
     "train_loop",
     "pretrain_from_scratch",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from gotd.errors import GotdInputError
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,36 @@ class LoopRecipe:
     final_lr_ratio: float = 0.1     # lr at the end / peak
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    schedule: str = "cosine"        # "cosine" (warm-up then decay) or "constant" (lr throughout: a light warm-up)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise GotdInputError(f"LoopRecipe.schedule={self.schedule!r} must be 'cosine' or 'constant'")
+        if not self.epochs > 0 or self.batch_size < 1 or not self.lr > 0:
+            raise GotdInputError(f"LoopRecipe needs epochs > 0, batch_size >= 1 and lr > 0, got {self}")
+
+    @property
+    def final_lr(self) -> float:
+        """The learning rate of the last step (the peak for ``constant``)."""
+        return self.lr * (1.0 if self.schedule == "constant" else self.final_lr_ratio)
+
+
+def light_recipe(pretraining: LoopRecipe, *, epochs: float = 1.0, batch_size: int | None = None) -> LoopRecipe:
+    """A light warm-up: the pre-training's final learning rate held constant, ``epochs`` passes, no decay.
+
+    Meant to continue the pre-training's optimizer state (:func:`train_loop` with ``optimizer_state``), so
+    that the first step is the next step of pre-training, not a fresh Adam step of size ~lr.
+    """
+    return LoopRecipe(epochs=epochs, batch_size=batch_size or pretraining.batch_size, lr=pretraining.final_lr,
+                      warmup_fraction=0.0, final_lr_ratio=1.0, weight_decay=pretraining.weight_decay,
+                      grad_clip=pretraining.grad_clip, schedule="constant")
 
 
 def lr_at(step: int, total: int, recipe: LoopRecipe) -> float:
-    """Learning rate of ``step`` (0-based) of ``total``: linear warm-up, then cosine down to ``final_lr_ratio``."""
+    """Learning rate of ``step`` (0-based) of ``total``: linear warm-up, then cosine down to ``final_lr_ratio``
+    (``constant``: ``lr`` at every step)."""
+    if recipe.schedule == "constant":
+        return recipe.lr
     warm = max(1, int(round(recipe.warmup_fraction * total)))
     if step < warm:
         return recipe.lr * (step + 1) / warm
@@ -51,26 +80,44 @@ def batch_order(n_blocks: int, recipe: LoopRecipe, seed: int) -> list[np.ndarray
 
 def train_loop(model: torch.nn.Module, blocks: torch.Tensor, recipe: LoopRecipe, seed: int, *,
                checkpoint: Path | None = None, checkpoint_every: int = 100, progress: bool = True,
-               desc: str = "training") -> dict[str, Any]:
+               desc: str = "training", optimizer_state: dict[str, Any] | None = None,
+               evaluate: Callable[[], float] | None = None, evaluate_every: int = 0,
+               keep_optimizer: bool = False) -> dict[str, Any]:
     """Train ``model`` in place on ``blocks`` (``(n_blocks, block_size)`` token ids) with ``recipe``.
 
     With ``checkpoint`` the model, optimizer and step are saved there every ``checkpoint_every`` steps and an
     existing checkpoint is resumed (the step order is a function of the seed, so a resumed run is the same).
     Returns ``steps``, ``resumed_at``, ``first_loss``/``final_loss`` (nats per token), ``tokens`` and the
     run's ``wall_s``/``cpu_s`` (a run record, not a benchmark).
+
+    ``optimizer_state`` continues an earlier run's AdamW moments (a light warm-up after pre-training);
+    ``evaluate`` (a function returning a held-out NLL in nats/token) is called before the first step and
+    every ``evaluate_every`` steps and at the end, giving ``curve`` = ``[{"step", "tokens", "heldout_nll"}]``;
+    ``keep_optimizer`` adds the final ``optimizer_state`` to the record.
     """
     steps = batch_order(len(blocks), recipe, seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.95))
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     start_step, losses = 0, []
+    curve: list[dict[str, float]] = []
+    tokens_per_step = recipe.batch_size * int(blocks.shape[1])
+
+    def record_point(step: int) -> None:
+        if evaluate is not None:
+            curve.append({"step": step, "tokens": step * tokens_per_step, "heldout_nll": float(evaluate())})
+            model.train()
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        start_step, losses = state["step"], state["losses"]
+        start_step, losses, curve = state["step"], state["losses"], state.get("curve", [])
     torch.manual_seed(seed + 1)
     model.train()
     t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=len(steps), initial=start_step, desc=desc, disable=not progress, leave=False)
+    if start_step == 0:
+        record_point(0)
     for step in range(start_step, len(steps)):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, len(steps), recipe)
@@ -82,16 +129,23 @@ def train_loop(model: torch.nn.Module, blocks: torch.Tensor, recipe: LoopRecipe,
         opt.step()
         losses.append(float(loss.detach()))
         bar.update(1)
+        if evaluate_every and (step + 1) % evaluate_every == 0 and step + 1 < len(steps):
+            record_point(step + 1)
         if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < len(steps):
             tmp = checkpoint.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
-                        "losses": losses}, tmp)
+                        "losses": losses, "curve": curve}, tmp)
             tmp.replace(checkpoint)
     bar.close()
+    record_point(len(steps))
     model.eval()
-    return {"steps": len(steps), "resumed_at": start_step, "final_loss": losses[-1] if losses else float("nan"),
-            "first_loss": losses[0] if losses else float("nan"), "wall_s": time.perf_counter() - t0,
-            "cpu_s": time.process_time() - c0, "tokens": len(steps) * recipe.batch_size * blocks.shape[1]}
+    out = {"steps": len(steps), "resumed_at": start_step, "final_loss": losses[-1] if losses else float("nan"),
+           "first_loss": losses[0] if losses else float("nan"), "wall_s": time.perf_counter() - t0,
+           "cpu_s": time.process_time() - c0, "tokens": len(steps) * tokens_per_step,
+           "final_lr": lr_at(len(steps) - 1, len(steps), recipe), "curve": curve}
+    if keep_optimizer:
+        out["optimizer_state"] = opt.state_dict()
+    return out
 
 
 def full_blocks(token_ids: list[list[int]], block_size: int) -> torch.Tensor:

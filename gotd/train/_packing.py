@@ -169,3 +169,43 @@ def _tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
         return [list(x) for x in tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]]
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def fill_token_budget(token_ids: Sequence[Sequence[int]], budget_tokens: int, block_size: int) -> dict[str, Any]:
+    """Exactly ``budget_tokens`` training tokens from texts taken in the order given (a method's rank order).
+
+    Texts are concatenated in order (each already bos-prefixed) until the budget is filled; the last text
+    taken is cut where the budget ends, and the tokens are cut into ``budget_tokens / block_size`` full
+    blocks. Every method filling the same budget therefore trains on the same number of tokens and blocks,
+    so the same number of optimizer steps, whatever the length of the texts it ranks first.
+
+    Returns
+    -------
+    dict
+        ``blocks`` (list of ``block_size``-token lists), ``n_texts`` (texts used, the last one possibly in
+        part), ``tokens`` (= ``budget_tokens``) and ``last_text_tokens_used``.
+
+    Raises
+    ------
+    GotdInputError
+        ``budget_tokens`` not a positive multiple of ``block_size``, or the texts hold fewer tokens than
+        the budget (rank more texts, or lower the budget).
+    """
+    if budget_tokens < block_size or budget_tokens % block_size:
+        raise GotdInputError(f"token budget {budget_tokens} must be a positive multiple of the block size "
+                             f"{block_size}")
+    flat: list[int] = []
+    used = 0
+    last = 0
+    for ids in token_ids:
+        need = budget_tokens - len(flat)
+        if need <= 0:
+            break
+        last = min(need, len(ids))
+        flat.extend(ids[:last])
+        used += 1
+    if len(flat) < budget_tokens:
+        raise GotdInputError(f"the {used} ranked texts hold {len(flat)} tokens, fewer than the budget of "
+                             f"{budget_tokens}: rank more texts or lower the token budget")
+    blocks = [flat[i:i + block_size] for i in range(0, budget_tokens, block_size)]
+    return {"blocks": blocks, "n_texts": used, "tokens": budget_tokens, "last_text_tokens_used": last}

@@ -11,6 +11,7 @@ written last and is the one sign of a finished model.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import shutil
 import time
@@ -19,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gotd._io import package_versions, write_json_atomic
+from gotd._io import atomic_path, package_versions, write_json_atomic
 from gotd.errors import GotdInputError
 from gotd.models import TinyLlamaSize, encode_after_bos, new_tiny_llama, train_bpe_tokenizer
 from gotd.train._loop import LoopRecipe, full_blocks, train_loop
@@ -27,14 +28,21 @@ from gotd.train._loop import LoopRecipe, full_blocks, train_loop
 BOS, PAD = "<bos>", "<pad>"
 SPECIAL_TOKENS = {"bos_token": BOS, "pad_token": PAD}
 MANIFEST = "manifest.json"
+OPTIMIZER = "optimizer.pt"
 
 
 def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: TinyLlamaSize = TinyLlamaSize(),
-                          recipe: LoopRecipe = LoopRecipe(), seed: int = 0, progress: bool = True) -> Path:
+                          recipe: LoopRecipe = LoopRecipe(), seed: int = 0, progress: bool = True,
+                          heldout: Sequence[str] = (), evaluate_every: int = 0) -> Path:
     """Train (or reuse) a tokenizer and a tiny Llama on ``texts``; return the model's cache folder.
 
-    See the module docstring for the folder and its key. Raises :class:`~gotd.errors.GotdInputError` when
-    ``texts`` is empty.
+    See the module docstring for the folder and its key. With ``heldout`` texts (same distribution, other
+    documents) the manifest's ``training.curve`` holds their NLL (nats/token, the texts cut to one block)
+    before training, every ``evaluate_every`` steps and at the end, and ``references`` the unigram and
+    bigram perplexities of the same held-out tokens (:func:`ngram_reference_nll`): the learning curve
+    that shows whether pre-training reached a plateau and beat the n-gram baselines. The final AdamW
+    state is saved as ``optimizer.pt`` (:func:`load_optimizer_state`) so a light warm-up can continue it.
+    Raises :class:`~gotd.errors.GotdInputError` when ``texts`` is empty.
     """
     from gotd.data import texts_fingerprint
 
@@ -42,10 +50,13 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
         raise GotdInputError("pretrain_from_scratch got no texts; pass the pool's texts")
     versions = dict(package_versions(("torch", "transformers", "tokenizers")))
     inputs = {"pool_sha256": texts_fingerprint(texts), "n_texts": len(texts), "size": asdict(size),
-              "recipe": asdict(recipe), "seed": seed, "versions": versions}
+              "recipe": asdict(recipe), "seed": seed, "versions": versions,
+              "heldout_sha256": texts_fingerprint(list(heldout)) if heldout else None,
+              "evaluate_every": evaluate_every}
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / key
-    if (folder / MANIFEST).is_file() and (folder / "model" / "config.json").is_file():
+    if (folder / MANIFEST).is_file() and (folder / "model" / "config.json").is_file() \
+            and (folder / OPTIMIZER).is_file():
         return folder
     partial = folder / "partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -54,8 +65,25 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
     blocks = full_blocks(encode_after_bos(tokenizer, texts), size.block_size)
     tok_s = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     model = new_tiny_llama(size, len(tokenizer), seed)
+    references: dict[str, float] = {}
+    evaluate = None
+    if heldout:
+        from gotd.evaluate import per_text_nll
+
+        held_ids = [ids[:size.block_size] for ids in encode_after_bos(tokenizer, list(heldout))]
+        references = ngram_reference_nll([list(b) for b in blocks.tolist()], held_ids, len(tokenizer))
+
+        def evaluate() -> float:
+            scores = per_text_nll(model, tokenizer, list(heldout), max_length=size.block_size, batch_size=64,
+                                  progress=False)
+            return float(scores["nll_sum"].sum() / scores["n_tokens"].sum())
     stats = train_loop(model, blocks, recipe, seed, checkpoint=partial / "checkpoint.pt", progress=progress,
-                       desc="pre-training the tiny LM")
+                       desc="pre-training the tiny LM", evaluate=evaluate, evaluate_every=evaluate_every,
+                       keep_optimizer=True)
+    import torch
+
+    with atomic_path(folder / OPTIMIZER) as tmp:
+        torch.save(stats.pop("optimizer_state"), tmp)
     staging = folder / "model.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
@@ -64,7 +92,8 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
     staging.replace(folder / "model")
     n_params = sum(p.numel() for p in model.parameters())
     write_json_atomic(folder / MANIFEST, {**inputs, "key": key, "parameters": n_params, "blocks": len(blocks),
-                                          "pool_tokens": int(blocks.numel()), "tokenizer": tok_s, "training": stats})
+                                          "pool_tokens": int(blocks.numel()), "tokenizer": tok_s, "training": stats,
+                                          "references": references})
     shutil.rmtree(partial, ignore_errors=True)
     return folder
 
@@ -81,3 +110,49 @@ def load_pretrained(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     model = AutoModelForCausalLM.from_pretrained(folder / "model", dtype=torch.float32).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder / "model")
     return model, tokenizer, json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+
+
+def load_optimizer_state(folder: str | Path) -> dict[str, Any]:
+    """The AdamW state at the end of a :func:`pretrain_from_scratch` run (for :func:`gotd.train.train_loop`)."""
+    import torch
+
+    path = Path(folder) / OPTIMIZER
+    if not path.is_file():
+        raise GotdInputError(f"{folder} has no {OPTIMIZER}: pre-train again with this version of gotd")
+    return torch.load(path, weights_only=False)
+
+
+def ngram_reference_nll(train_ids: Sequence[Sequence[int]], heldout_ids: Sequence[Sequence[int]],
+                        vocab_size: int) -> dict[str, float]:
+    """Unigram and bigram reference NLLs (nats/token) and perplexities of ``heldout_ids`` under ``train_ids``.
+
+    Scored on the same positions as the LM (every token after the first of each held-out sequence).
+    Unigram: add-one counts, :math:`p(w) = (c_w + 1) / (N + V)`. Bigram: interpolated with the unigram,
+    :math:`p(w|v) = \\lambda c_{vw}/c_v + (1 - \\lambda) p(w)` with :math:`\\lambda = c_v / (c_v + 5)`
+    (Witten-Bell-like, no tuning on the held-out text). An LM that does not beat the bigram has learnt little
+    of its pool.
+    """
+    import numpy as np
+
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in train_ids if len(s)])
+    uni = np.bincount(flat, minlength=vocab_size).astype(np.float64)
+    p_uni = (uni + 1.0) / (uni.sum() + vocab_size)
+    pairs: dict[tuple[int, int], int] = {}
+    prev_counts = np.zeros(vocab_size)
+    for s in train_ids:
+        for a, b in zip(s[:-1], s[1:]):
+            pairs[(a, b)] = pairs.get((a, b), 0) + 1
+            prev_counts[a] += 1
+    nll_u = nll_b = 0.0
+    n = 0
+    for s in heldout_ids:
+        for a, b in zip(s[:-1], s[1:]):
+            nll_u -= math.log(p_uni[b])
+            c_v = prev_counts[a]
+            lam = c_v / (c_v + 5.0)
+            p = (lam * pairs.get((a, b), 0) / c_v if c_v else 0.0) + (1 - lam) * p_uni[b]
+            nll_b -= math.log(p)
+            n += 1
+    n = max(n, 1)
+    return {"unigram_nll": nll_u / n, "bigram_nll": nll_b / n, "unigram_ppl": math.exp(nll_u / n),
+            "bigram_ppl": math.exp(nll_b / n), "n_tokens": n}
