@@ -33,12 +33,12 @@ from gotd._io import atomic_path, write_json_atomic
 from gotd.errors import GotdInputError
 from gotd.evaluate import BASE_METHOD, PER_TEXT_FILES
 from gotd.stages._headline import headline_figure
-from gotd.stages._paired import (Scores, level_interval, methods_in_order, paired_difference, paired_table, scores_of,
-                                 summarise_levels, verdict_sentences)
+from gotd.stages._paired import (Scores, holm, level_interval, methods_in_order, paired_difference, paired_table,
+                                 scores_of, summarise_levels, verdict_sentences)
 
 __all__ = ["INTERVAL_NOTE", "VERDICT_FILE", "Scores", "compare_evaluations", "compare_scores", "headline_figure",
-           "level_interval", "methods_in_order", "paired_difference", "paired_table", "read_per_text", "scores_of",
-           "summarise_levels", "verdict_sentences", "write_comparison"]
+           "holm", "level_interval", "methods_in_order", "paired_difference", "paired_table", "read_per_text",
+           "scores_of", "summarise_levels", "verdict_sentences", "write_comparison"]
 
 VERDICT_FILE = "verdict.json"
 """Written last into a comparison folder: the report's first screen."""

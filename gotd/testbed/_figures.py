@@ -17,9 +17,9 @@ def makeup_table(makeup: pd.DataFrame) -> pd.DataFrame:
 
 
 def _figure(w: float, h: float, rows: int = 1, cols: int = 1):  # noqa: ANN202
-    from matplotlib.figure import Figure
+    from gotd.plots import PngFigure
 
-    fig = Figure(figsize=(w, h), layout="constrained")
+    fig = PngFigure(figsize=(w, h), layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gotd.errors import GotdInputError
-from gotd.stages._paired import holm
+from gotd.stages.compare import holm
 
 GATE_ORDER = ("plateau", "null", "positive", "pretrained")
 
