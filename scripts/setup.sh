@@ -9,7 +9,9 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "${GOTD_TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install --quiet -e ".[${GOTD_EXTRAS:-all}]"
+# -qq: setuptools prints an information-only block on every editable install ("be careful with folders named
+# like your package"); it says nothing about this install, and errors still show.
+.venv/bin/python -m pip install -qq -e ".[${GOTD_EXTRAS:-all}]"
 # Strip notebook outputs on every `git add` (the filter named in .gitattributes); harmless outside git.
 if [ -d .git ] && [ -x .venv/bin/nbstripout ]; then .venv/bin/nbstripout --install || true; fi
 echo "gotd installed in .venv ($(.venv/bin/python -c 'import gotd; print(gotd.__version__)'))"
