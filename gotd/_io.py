@@ -14,7 +14,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -68,24 +68,6 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.unlink()
 
-
-def check_output_is_not_input(out: str | os.PathLike[str], inputs: Mapping[str, Any], *,
-                              out_flag: str = "--out", replaces_folder: bool = False) -> None:
-    """Refuse to write ``out`` when it is one of ``inputs`` or inside a built data set.
-
-    Kept for the callers that name only inputs; it is :func:`gotd.outputs.check_output` without the
-    writability probe (see there for the rules: same path, symlink or hard link; with
-    ``replaces_folder=True`` an input inside ``out`` too).
-
-    Raises
-    ------
-    GotdInputError
-        Naming the input (or data set) and the output.
-    """
-    from gotd.outputs import check_output
-
-    check_output(out, flag=out_flag, inputs=inputs, replaces_folder=replaces_folder, folder=replaces_folder,
-                 probe=False)
 
 
 def apply_umask(folder: str | os.PathLike[str]) -> None:

@@ -133,6 +133,16 @@ def check_output(out: str | os.PathLike[str], *, flag: str = "--out", inputs: Ma
     return target
 
 
+def check_file_output(out: str | os.PathLike[str], *, inputs: Mapping[str, Any] | None = None,
+                      flag: str = "--out", record_suffix: str = ".json") -> Path:
+    """:func:`check_output` for a single-file output and its JSON record ``<out><record_suffix>``, which proves
+    that gotd wrote ``out`` (so an existing ``out`` without it is refused); return ``out`` as an absolute path."""
+    out = Path(out)
+    checked = check_output(out, flag=flag, inputs=inputs, record=record_suffix)
+    check_output(out.with_name(out.name + record_suffix), flag=flag, inputs=inputs)
+    return checked
+
+
 def _check_not_in_data_set(raw: str, flag: str, resolved: Path, *, may_replace_pool: bool) -> None:
     for place in (resolved, *resolved.parents):
         if not is_data_set_folder(place):

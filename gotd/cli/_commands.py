@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gotd.errors import GotdInputError
-from gotd.outputs import DATA_MANIFEST, check_output
+from gotd.outputs import DATA_MANIFEST, check_file_output, check_output
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -147,9 +147,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise GotdInputError(f"--out {out} must end in .csv or .parquet")
-    for written in (out, Path(f"{out}.json")):  # and writable: checked before hours of evaluation
-        check_output(written, inputs={"--model": args.model, "--prompts": args.prompts,
-                                      "--utility-texts": args.utility_texts}, record=".json" if written == out else None)
+    # and writable: checked before hours of evaluation
+    check_file_output(out, inputs={"--model": args.model, "--prompts": args.prompts,
+                                   "--utility-texts": args.utility_texts})
     toxicity = None
     if "toxicity" in args.metrics:
         if args.prompts is None:

@@ -108,7 +108,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gotd._io import atomic_path, provenance, write_json_atomic
-    from gotd.outputs import check_output
+    from gotd.outputs import check_file_output
     from gotd.data import texts_fingerprint
     from gotd.stages.inputs import prepare_pool
 
@@ -117,8 +117,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise GotdInputError(f"--out {out} is a folder; give the .npy file to write (e.g. {out / 'embeddings.npy'})")
     if out.suffix != ".npy":
         out = out.with_suffix(out.suffix + ".npy")
-    for written in (out, Path(f"{out}.json")):
-        check_output(written, inputs={"--input": args.input}, record=".json" if written == out else None)
+    check_file_output(out, inputs={"--input": args.input})
     frame = prepare_pool(args.input, text_field=args.field, chunk_chars=args.chunk_chars or None,
                          drop_empty=args.drop_empty, progress=not args.quiet)
     encoder = _encoder(args)

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from gotd.errors import GotdConvergenceError, GotdInputError
-from gotd.outputs import check_output
-from gotd.selection import Selection, save_selection, sidecar_path
+from gotd.outputs import check_file_output
+from gotd.selection import SIDECAR_SUFFIX, Selection, save_selection
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
 
@@ -213,11 +213,9 @@ def select_stage(
     specs = selector_specs(list(methods))
     paths = selection_outputs(list(specs), out)
     named = {"pool": pool, "target": target}
-    for path in paths.values():
-        for written in (path, sidecar_path(path)):
-            # not an input, not in a built data set, writable: before the loading and embedding
-            check_output(written, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
-                         record=".json" if written == path else None)
+    for path in paths.values():  # not an input, not in a built data set, writable: before loading and embedding
+        check_file_output(path, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
+                          record_suffix=SIDECAR_SUFFIX)
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
     if log is not None:
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
