@@ -24,6 +24,7 @@ scenario: str = "task"  # task (a built-in task vs the shared pool) or partial (
 task: str = "rotten-tomatoes"  # the built-in task of the task scenario
 data_dir: str = "data"  # where built-in data sets are fetched to
 cache_dir: str = "data/cache"  # embeddings and pre-trained testbed models are cached here
+shipped_lm_dir: str = "data/testbed-lm"  # pre-trained testbed LMs shipped with the project, searched first
 n_pool: int = 4000  # pool chunks drawn from the built-in pool (seeded; recorded; shared by both scenarios)
 n_target: int = 1000  # target reservoir: each seed draws its target sample from these texts
 n_test: int = 600  # held-out target texts (target NLL; accuracy of the fine-tuned model in the task scenario)
@@ -40,6 +41,7 @@ layers: int = 2  # decoder layers
 block_size: int = 128  # training and scoring window in tokens
 pretrain_epochs: float = 2.0  # passes over the pool in pre-training
 pretrain_lr: float = 3e-3  # peak learning rate of pre-training (cosine to 10% of it)
+pretrain_hold: float = 0.0  # share of the pre-training steps, at the end, held at the final learning rate
 pretrain_batch_size: int = 16  # blocks per pre-training step (also the warm-up's)
 evaluate_every: int = 50  # pre-training steps between held-out pool NLL measurements (the plateau curve)
 seed: int = 0  # seed of the subsample, the tokenizer data order and the initialisation
@@ -64,11 +66,12 @@ if torch_threads:
 params = {k: v for k, v in dict(globals()).items() if k in {
     "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
     "geometry", "embedding", "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs",
-    "pretrain_lr", "pretrain_batch_size", "evaluate_every", "seed"}}
+    "pretrain_lr", "pretrain_hold", "pretrain_batch_size", "evaluate_every", "seed"}}
 run = RunDir(run_dir, NOTEBOOK, params)
 size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
-recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr, batch_size=pretrain_batch_size)
+recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr, batch_size=pretrain_batch_size,
+                    hold_fraction=pretrain_hold)
 sizes = {"n_pool": n_pool, "n_target": n_target, "n_test": n_test, "n_heldout": n_heldout, "chunk_chars": chunk_chars}
 if scenario == "task":
     sizes.update(n_dev=n_dev, task=task)
@@ -88,7 +91,7 @@ if smoke:
 record = testbed.prepare(scenario, run.path, data_dir=str(resolve_path(data_dir)),
                          cache_dir=str(resolve_path(cache_dir)), sizes=sizes, lm_size=size, recipe=recipe,
                          encoder=encoder, max_length=max_length, geometry=geometry, embedding=embedding,
-                         evaluate_every=evaluate_every,
+                         evaluate_every=evaluate_every, shipped_lm_dir=str(resolve_path(shipped_lm_dir)),
                          seed=seed, smoke=smoke)
 report = record["report"]
 print(json.dumps({k: v for k, v in report.items() if "make_up" not in k}, indent=1))
@@ -108,6 +111,7 @@ display(pd.DataFrame(makeups).fillna(0).astype(int))
 
 # %%
 man = record["lm_manifest"]
+print(f"LM: {record['lm_source']} ({record['lm_folder']}), trained with {man.get('versions')}")
 curve = pd.DataFrame(man["training"].get("curve") or [])
 print(f"{man['parameters']:,} parameters, {man['pool_tokens']:,} pool tokens, {man['training']['steps']} steps "
       f"({man['pool_tokens'] * pretrain_epochs / max(1, man['parameters']):.1f} tokens per parameter), "

@@ -53,6 +53,13 @@ def test_light_recipe_holds_the_final_learning_rate_for_one_epoch() -> None:
     assert light.epochs == 1.0 and light.batch_size == 16 and light.schedule == "constant"
     assert all(math.isclose(lr_at(s, 10, light), 3e-4) for s in range(10))
     assert math.isclose(lr_at(99, 100, pre), pre.final_lr, rel_tol=1e-2)
+    held = LoopRecipe(epochs=1.0, lr=1e-2, final_lr_ratio=0.1, hold_fraction=0.2)
+    lrs = [lr_at(s, 100, held) for s in range(100)]
+    assert lrs[5] == pytest.approx(1e-2, rel=0.02) and lrs[60] > lrs[79] > 1e-3   # warm-up, then cosine decay
+    assert lrs[79] == pytest.approx(1e-3, rel=0.01)                                # decayed by 80% of the steps
+    assert all(x == pytest.approx(held.final_lr) for x in lrs[80:])                 # then held at the final lr
+    with pytest.raises(GotdInputError, match="hold_fraction"):
+        LoopRecipe(hold_fraction=1.0)
 
 
 def test_continuing_the_optimizer_state_moves_the_weights_less_than_a_fresh_adam_step() -> None:

@@ -97,3 +97,21 @@ def test_training_resumes_from_a_checkpoint_to_the_same_weights(tmp_path) -> Non
     assert stats["resumed_at"] == steps // 2
     for p, q in zip(full.parameters(), resumed.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_a_shipped_model_of_the_same_key_is_used_in_place_and_versions_are_recorded_not_keyed(tmp_path) -> None:
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    trained = pretrain_from_scratch(TEXTS, shipped, size=SIZE, recipe=LoopRecipe(epochs=2, batch_size=4), seed=0,
+                                    progress=False)
+    manifest = json.loads((trained / "manifest.json").read_text())
+    manifest["versions"]["torch"] = "0.0-another-build"            # trained under other library versions
+    (trained / "manifest.json").write_text(json.dumps(manifest))
+    # 2 and 2.0 epochs are one recipe: the key is the same and nothing is trained in the cache
+    used = pretrain_from_scratch(TEXTS, cache, size=SIZE, recipe=LoopRecipe(epochs=2.0, batch_size=4), seed=0,
+                                 progress=False, shipped=shipped)
+    assert used == trained and not cache.exists()
+    # another recipe is not in the shipped folder: it is trained into the cache, the shipped folder untouched
+    before = sorted(p.name for p in shipped.iterdir())
+    other = pretrain_from_scratch(TEXTS, cache, size=SIZE, recipe=LoopRecipe(epochs=1, batch_size=4), seed=0,
+                                  progress=False, shipped=shipped)
+    assert other.parent == cache and sorted(p.name for p in shipped.iterdir()) == before

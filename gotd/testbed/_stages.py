@@ -91,14 +91,16 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
             sizes: dict[str, Any] | None = None, lm_size: TinyLlamaSize = TinyLlamaSize(),
             recipe: LoopRecipe = LoopRecipe(), encoder: str = "minilm", max_length: int = 128,
             geometry: str = "cosine", embedding: str = "encoder", evaluate_every: int = 0, seed: int = 0,
-            smoke: bool = False, progress: bool = True) -> dict[str, Any]:
+            shipped_lm_dir: str | Path | None = None, smoke: bool = False, progress: bool = True) -> dict[str, Any]:
     """Stage 1 for one scenario; returns the record written to ``<out_dir>/prepared.json``.
 
     ``evaluate_every`` > 0 records the pre-training's held-out pool NLL every that many steps (the plateau
     gate reads it); the manifest's ``references`` hold the unigram and bigram perplexities. ``embedding``
     is ``encoder`` (the sentence encoder ``encoder``) or ``lm`` (the pre-trained tiny LM's own last hidden
     states averaged over each text's tokens, :func:`gotd.evaluate.mean_hidden_states`: an embedding space
-    the model itself defines); either is L2-normalised when ``geometry`` is ``cosine``.
+    the model itself defines); either is L2-normalised when ``geometry`` is ``cosine``. ``shipped_lm_dir``
+    is searched for a finished pre-training of the same key before the cache (the project ships the main
+    job's LM in ``data/testbed-lm``; :func:`gotd.train.pretrain_from_scratch`); the record says which was used.
     """
     if embedding not in ("encoder", "lm"):
         raise GotdInputError(f"embedding={embedding!r} must be 'encoder' or 'lm'")
@@ -122,7 +124,8 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
     with clock.step("pretrain"):
         lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
                                           recipe=recipe, seed=seed, progress=progress,
-                                          heldout=scen.pool_heldout["text"].tolist(), evaluate_every=evaluate_every)
+                                          heldout=scen.pool_heldout["text"].tolist(), evaluate_every=evaluate_every,
+                                          shipped=shipped_lm_dir)
         manifest = json.loads((Path(lm_folder) / "manifest.json").read_text(encoding="utf-8"))
     with clock.step("embed"):
         if embedding == "encoder":
@@ -143,7 +146,9 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
                         "normalize": GEOMETRIES[geometry]}
         np.save(out / "pool_embeddings.npy", embed(scen.pool["text"].tolist()))
         np.save(out / "target_embeddings.npy", embed(scen.target["text"].tolist()))
-    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_manifest": manifest, "encoder": settings,
+    lm_source = ("shipped with the project" if shipped_lm_dir and Path(lm_folder).parent == Path(shipped_lm_dir)
+                 else "pre-trained in this cache")
+    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_source": lm_source, "lm_manifest": manifest, "encoder": settings,
               "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool),
               "smoke": smoke,
               "pretrain_recipe": asdict(recipe)}

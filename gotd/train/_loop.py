@@ -33,12 +33,19 @@ class LoopRecipe:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     schedule: str = "cosine"        # "cosine" (warm-up then decay) or "constant" (lr throughout: a light warm-up)
+    hold_fraction: float = 0.0      # of the steps, at the end, held at the final lr after the decay (cosine only)
 
     def __post_init__(self) -> None:
+        # One JSON spelling per recipe (24 and 24.0 are one recipe): the pre-training cache keys on asdict(self).
+        for name in ("epochs", "lr", "warmup_fraction", "final_lr_ratio", "weight_decay", "grad_clip", "hold_fraction"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         if self.schedule not in ("cosine", "constant"):
             raise GotdInputError(f"LoopRecipe.schedule={self.schedule!r} must be 'cosine' or 'constant'")
         if not self.epochs > 0 or self.batch_size < 1 or not self.lr > 0:
             raise GotdInputError(f"LoopRecipe needs epochs > 0, batch_size >= 1 and lr > 0, got {self}")
+        if not 0.0 <= self.hold_fraction < 1.0:
+            raise GotdInputError(f"LoopRecipe.hold_fraction={self.hold_fraction} must be in [0, 1): the share of "
+                                 "steps held at the final learning rate after the decay")
 
     @property
     def final_lr(self) -> float:
@@ -59,13 +66,22 @@ def light_recipe(pretraining: LoopRecipe, *, epochs: float = 1.0, batch_size: in
 
 def lr_at(step: int, total: int, recipe: LoopRecipe) -> float:
     """Learning rate of ``step`` (0-based) of ``total``: linear warm-up, then cosine down to ``final_lr_ratio``
-    (``constant``: ``lr`` at every step)."""
+    over the steps before the last ``hold_fraction`` of them, which stay at the final rate (``constant``:
+    ``lr`` at every step).
+
+    The hold phase makes the end of pre-training a run at the rate a light warm-up continues at
+    (:func:`light_recipe`), so a held-out curve that is flat there shows that more pool data at that rate
+    changes nothing: the premise of the null control.
+    """
     if recipe.schedule == "constant":
         return recipe.lr
     warm = max(1, int(round(recipe.warmup_fraction * total)))
     if step < warm:
         return recipe.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
+    decay_end = total - int(round(recipe.hold_fraction * total))
+    if step >= decay_end:
+        return recipe.final_lr
+    progress = (step - warm) / max(1, decay_end - warm)
     floor = recipe.final_lr_ratio
     return recipe.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 

@@ -4,9 +4,15 @@ The tokenizer (:func:`gotd.models.train_bpe_tokenizer`, ``<bos>``/``<pad>``, pai
 model (:func:`gotd.models.new_tiny_llama`) and the plain loop (:func:`gotd.train.train_loop`) on the texts
 packed into full blocks, each text preceded by ``<bos>``. The folder ``<cache_dir>/<key>/`` holds ``model/``
 (``save_pretrained``, with the tokenizer) and ``manifest.json``; the key is the SHA-256 of the texts'
-fingerprint and count, the sizes, the recipe, the seed and the library versions, so a changed pool or
-recipe trains a new model. An interrupted run resumes from ``partial/checkpoint.pt``; ``manifest.json`` is
-written last and is the one sign of a finished model.
+fingerprint and count, the held-out texts' fingerprint, the sizes, the recipe, the seed and the curve's
+spacing, so a changed pool or recipe trains a new model. The library versions that trained a model are
+recorded in its manifest, not keyed: the weights of a finished run stay valid under later versions. An
+interrupted run resumes from ``partial/checkpoint.pt``; ``manifest.json`` is written last and is the one
+sign of a finished model.
+
+A folder of finished models shipped with the project (``shipped``, e.g. ``data/testbed-lm``) is searched
+first: a model there with the same key is used in place, read-only, so a long pre-training done once (and
+reproducible with the same call) need not be repeated on every machine.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ OPTIMIZER = "optimizer.pt"
 
 def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: TinyLlamaSize = TinyLlamaSize(),
                           recipe: LoopRecipe = LoopRecipe(), seed: int = 0, progress: bool = True,
-                          heldout: Sequence[str] = (), evaluate_every: int = 0) -> Path:
+                          heldout: Sequence[str] = (), evaluate_every: int = 0,
+                          shipped: str | Path | None = None) -> Path:
     """Train (or reuse) a tokenizer and a tiny Llama on ``texts``; return the model's cache folder.
 
     See the module docstring for the folder and its key. With ``heldout`` texts (same distribution, other
@@ -42,7 +49,7 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
     bigram perplexities of the same held-out tokens (:func:`ngram_reference_nll`): the learning curve
     that shows whether pre-training reached a plateau and beat the n-gram baselines. The final AdamW
     state is saved as ``optimizer.pt`` (:func:`load_optimizer_state`) so a light warm-up can continue it.
-    Raises :class:`~gotd.errors.GotdInputError` when ``texts`` is empty.
+    ``shipped`` is a folder of finished models searched before ``cache_dir`` (module docstring). Raises :class:`~gotd.errors.GotdInputError` when ``texts`` is empty.
     """
     from gotd.data import texts_fingerprint
 
@@ -50,14 +57,14 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
         raise GotdInputError("pretrain_from_scratch got no texts; pass the pool's texts")
     versions = dict(package_versions(("torch", "transformers", "tokenizers")))
     inputs = {"pool_sha256": texts_fingerprint(texts), "n_texts": len(texts), "size": asdict(size),
-              "recipe": asdict(recipe), "seed": seed, "versions": versions,
+              "recipe": asdict(recipe), "seed": seed,
               "heldout_sha256": texts_fingerprint(list(heldout)) if heldout else None,
               "evaluate_every": evaluate_every}
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    key = pretraining_key(inputs)
+    for root in ([Path(shipped)] if shipped else []) + [Path(cache_dir)]:
+        if is_finished(root / key):
+            return root / key
     folder = Path(cache_dir) / key
-    if (folder / MANIFEST).is_file() and (folder / "model" / "config.json").is_file() \
-            and (folder / OPTIMIZER).is_file():
-        return folder
     partial = folder / "partial"
     partial.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -91,11 +98,22 @@ def pretrain_from_scratch(texts: Sequence[str], cache_dir: str | Path, *, size: 
     shutil.rmtree(folder / "model", ignore_errors=True)
     staging.replace(folder / "model")
     n_params = sum(p.numel() for p in model.parameters())
-    write_json_atomic(folder / MANIFEST, {**inputs, "key": key, "parameters": n_params, "blocks": len(blocks),
+    write_json_atomic(folder / MANIFEST, {**inputs, "versions": versions, "key": key, "parameters": n_params, "blocks": len(blocks),
                                           "pool_tokens": int(blocks.numel()), "tokenizer": tok_s, "training": stats,
                                           "references": references})
     shutil.rmtree(partial, ignore_errors=True)
     return folder
+
+
+def pretraining_key(inputs: dict[str, Any]) -> str:
+    """The cache key of a pre-training: the first 16 hex digits of the SHA-256 of its inputs as sorted JSON."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_finished(folder: Path) -> bool:
+    """True when ``folder`` holds a finished pre-training: manifest, model config and optimizer state."""
+    return (folder / MANIFEST).is_file() and (folder / "model" / "config.json").is_file() \
+        and (folder / OPTIMIZER).is_file()
 
 
 def load_pretrained(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
