@@ -56,16 +56,13 @@ from gotd import testbed
 from gotd.models import TinyLlamaSize
 from gotd.train import LoopRecipe
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "05a_testbed_prepare"
 if torch_threads:
     torch.set_num_threads(torch_threads)
-params = {k: v for k, v in dict(globals()).items() if k in {
-    "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
-    "geometry", "embedding", "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs",
-    "pretrain_lr", "pretrain_batch_size", "evaluate_every", "seed"}}
-run = RunDir(run_dir, NOTEBOOK, params)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals(),
+                                                   leave_out=("data_dir", "cache_dir", "torch_threads")))
 size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
 recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr, batch_size=pretrain_batch_size)
