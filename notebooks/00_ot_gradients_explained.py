@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 
 from gotd import analysis, plots, toy
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 from gotd.ot import calibrated_gradients, c_transform_scores, sinkhorn
 from gotd.selectors import run_selector
 
@@ -48,9 +48,7 @@ if smoke:
 
 NOTEBOOK = "00_ot_gradients_explained"
 TASK = "toy-2d"
-run = RunDir(run_dir, NOTEBOOK, {"smoke": smoke, "n_pool": n_pool, "n_target": n_target, "rare_share": rare_share,
-                                 "target_rare_share": target_rare_share, "budget": budget, "eps_rel": eps_rel,
-                                 "eps_rel_values": eps_rel_values, "methods": methods, "seed": seed}, device="cpu")
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals()), device="cpu")
 problem = toy.two_cluster_toy(n_pool, n_target, rare_share=rare_share, target_rare_share=target_rare_share,
                               seed=seed)
 pool, target = problem.pool, problem.target

@@ -45,20 +45,15 @@ from IPython.display import display
 from gotd import analysis, plots
 from gotd.stages import inputs
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 from gotd.ot import cost_moments, resolve_eps
 from gotd.stages.inputs import default_cache_dir
 from gotd.stages import encoder_for, select_stage
 
 NOTEBOOK = "01_select"
-parameters = {"smoke": smoke, "pool": pool, "pool_field": pool_field, "domain_field": domain_field,
-              "target": target, "target_field": target_field, "target_split": target_split, "data_dir": data_dir,
-              "chunk_chars": chunk_chars, "budget": budget, "methods": methods, "seed": seed, "encoder": encoder,
-              "pooling": pooling, "normalize": normalize, "max_length": max_length, "eps_rel": eps_rel, "tol": tol,
-              "domain_test": domain_test, "mixture_lams": mixture_lams, "cache_dir": cache_dir, "preset": preset}
 enc = encoder_for(encoder, preset=preset or None, pooling=pooling or None, normalize=normalize or None,
                   max_length=max_length)
-run = RunDir(run_dir, NOTEBOOK, parameters, device=enc.device)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals()), device=enc.device)
 cache = None if cache_dir.lower() == "none" else (resolve_path(cache_dir) if cache_dir else default_cache_dir())
 
 # %%

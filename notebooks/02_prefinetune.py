@@ -38,7 +38,7 @@ from gotd.stages import prefinetune
 from gotd.errors import GotdInputError
 from gotd.outputs import check_output
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "02_prefinetune"
 if not selection_path:
@@ -46,10 +46,8 @@ if not selection_path:
                          "(<its run folder>/selections/<method>.jsonl) or a file of texts")
 base_model = prefinetune.SMOKE_MODEL if smoke else model
 config = prefinetune.training_config(preset, overrides, seed=seed, smoke=smoke)
-parameters = {"smoke": smoke, "selection_path": selection_path, "model": base_model, "preset": preset,
-              "overrides": overrides, "seed": seed, "device": device, "checkpoint_name": checkpoint_name,
-              "overwrite": overwrite, "config": config.to_dict()}
-run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals(), model=base_model, config=config.to_dict()),
+             device=device or None)
 checkpoint_dir = check_output(checkpoint_name, flag="checkpoint_name", inside=run.models, folder=True)
 selection = prefinetune.selection_info(resolve_path(selection_path))
 method = selection["method"] or Path(selection_path).stem

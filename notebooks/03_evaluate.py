@@ -57,15 +57,10 @@ from IPython.display import display
 from gotd.evaluate import EvalConfig, evaluate_models
 from gotd.stages import evaluate as evaluation
 from gotd.stages.prefinetune import SMOKE_MODEL
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "03_evaluate"
-parameters = {k: v for k, v in dict(globals()).items() if k in (
-    "smoke", "target", "data_dir", "model_dirs", "base_model", "budget", "seed", "sample_seed", "evaluations", "eval_split",
-    "scoring", "ppl_split", "max_examples", "max_ppl_texts", "batch_size", "ppl_max_length", "n_bootstrap",
-    "finetune_max_labels", "finetune_seeds", "finetune_epochs", "finetune_learning_rates", "toxicity_prompts",
-    "toxicity_generations", "max_prompts", "device")}
-run = RunDir(run_dir, NOTEBOOK, parameters, device=device or None)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals()), device=device or None)
 base = SMOKE_MODEL if (smoke and base_model) else base_model
 models = evaluation.models_to_evaluate(base, model_dirs)
 needs_task = bool(set(evaluations) - {"toxicity"})

@@ -49,18 +49,12 @@ from IPython.display import display
 from gotd import ablations, analysis, plots
 from gotd.stages import inputs
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 from gotd.ot import ot_gradients_with_diagnostics
 from gotd.stages.inputs import default_cache_dir, embed_frames
 
 NOTEBOOK = "04_ablations"
-parameters = dict(
-    smoke=smoke, pool=pool, pool_field=pool_field, domain_field=domain_field, target=target,
-    target_field=target_field, target_split=target_split, data_dir=data_dir, chunk_chars=chunk_chars,
-    encoder=encoder, max_length=max_length, eps_rel=eps_rel, reference_tol=reference_tol,
-    budget_fractions=budget_fractions, eps_rel_values=eps_rel_values, tol_values=tol_values,
-    chunk_counts=chunk_counts, subsample_fractions=subsample_fractions, pool_fractions=pool_fractions,
-    budgets=budgets, encoder_variants=encoder_variants, seeds=seeds, cache_dir=cache_dir)
+parameters = declared_parameters(NOTEBOOK, globals())  # as given: smoke_knobs shrinks the lists next
 (budget_fractions, eps_rel_values, tol_values, chunk_counts, subsample_fractions, pool_fractions, budgets,
  encoder_variants, seeds) = ablations.smoke_knobs(
     smoke, budget_fractions=budget_fractions, eps_rel_values=eps_rel_values, tol_values=tol_values,

@@ -40,7 +40,8 @@ hidden_size: int = 128  # width of the tiny Llama
 layers: int = 2  # decoder layers
 block_size: int = 128  # training and scoring window in tokens
 pretrain_epochs: float = 2.0  # passes over the pool in pre-training
-pretrain_lr: float = 3e-3  # peak learning rate of pre-training (cosine to 10% of it)
+pretrain_lr: float = 3e-3  # peak learning rate of pre-training (cosine down to pretrain_final_ratio of it)
+pretrain_final_ratio: float = 0.1  # final learning rate of pre-training / its peak (also the warm-ups' rate)
 pretrain_hold: float = 0.0  # share of the pre-training steps, at the end, held at the final learning rate
 pretrain_batch_size: int = 16  # blocks per pre-training step (also the warm-up's)
 evaluate_every: int = 50  # pre-training steps between held-out pool NLL measurements (the plateau curve)
@@ -58,20 +59,18 @@ from gotd import testbed
 from gotd.models import TinyLlamaSize
 from gotd.train import LoopRecipe
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "05a_testbed_prepare"
 if torch_threads:
     torch.set_num_threads(torch_threads)
-params = {k: v for k, v in dict(globals()).items() if k in {
-    "smoke", "scenario", "task", "n_pool", "n_target", "n_test", "n_heldout", "n_dev", "chunk_chars", "encoder",
-    "geometry", "embedding", "max_length", "vocab_size", "hidden_size", "layers", "block_size", "pretrain_epochs",
-    "pretrain_lr", "pretrain_hold", "pretrain_batch_size", "evaluate_every", "seed"}}
-run = RunDir(run_dir, NOTEBOOK, params)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals(),
+                                                   leave_out=("data_dir", "cache_dir", "shipped_lm_dir",
+                                                              "torch_threads")))
 size = TinyLlamaSize(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=max(1, hidden_size // 32),
                      intermediate_size=int(hidden_size * 2.75) // 8 * 8, block_size=block_size)
 recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr, batch_size=pretrain_batch_size,
-                    hold_fraction=pretrain_hold)
+                    final_lr_ratio=pretrain_final_ratio, hold_fraction=pretrain_hold)
 sizes = {"n_pool": n_pool, "n_target": n_target, "n_test": n_test, "n_heldout": n_heldout, "chunk_chars": chunk_chars}
 if scenario == "task":
     sizes.update(n_dev=n_dev, task=task)
@@ -89,10 +88,10 @@ if smoke:
 
 # %%
 record = testbed.prepare(scenario, run.path, data_dir=str(resolve_path(data_dir)),
-                         cache_dir=str(resolve_path(cache_dir)), sizes=sizes, lm_size=size, recipe=recipe,
-                         encoder=encoder, max_length=max_length, geometry=geometry, embedding=embedding,
-                         evaluate_every=evaluate_every, shipped_lm_dir=str(resolve_path(shipped_lm_dir)),
-                         seed=seed, smoke=smoke)
+                         cache_dir=str(resolve_path(cache_dir)), sizes=sizes,
+                         lm=testbed.TestbedLM(size, recipe, evaluate_every, str(resolve_path(shipped_lm_dir))),
+                         encoder=encoder, max_length=max_length, geometry=geometry, embedding=embedding, seed=seed,
+                         smoke=smoke)
 report = record["report"]
 print(json.dumps({k: v for k, v in report.items() if "make_up" not in k}, indent=1))
 

@@ -44,15 +44,12 @@ from IPython.display import display
 from gotd import testbed
 from gotd.evaluate import ClassifierRecipe
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "05b_testbed_warmup"
 if torch_threads:
     torch.set_num_threads(torch_threads)
-params = {k: v for k, v in dict(globals()).items() if k in {
-    "prepared_dir", "methods", "budgets", "seed", "n_target", "warmup_epochs", "n_labels", "clf_epochs", "clf_lr",
-    "clf_batch_size", "clf_max_tokens", "eval_split", "method_options"}}
-run = RunDir(run_dir, NOTEBOOK, params)
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals(), leave_out=("smoke", "torch_threads")))
 classifier = ClassifierRecipe(epochs=clf_epochs, lr=clf_lr, batch_size=clf_batch_size, max_tokens=clf_max_tokens)
 meta = json.loads((resolve_path(prepared_dir) / "prepared.json").read_text())
 labels = n_labels if meta["scenario"] == "task" else 0

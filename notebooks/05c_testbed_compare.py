@@ -35,12 +35,10 @@ from IPython.display import Image, display
 
 from gotd import testbed
 from gotd.paths import resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 
 NOTEBOOK = "05c_testbed_compare"
-run = RunDir(run_dir, NOTEBOOK, {"prepared_dirs": prepared_dirs, "warmup_dirs": warmup_dirs, "primary": primary,
-                                 "primary_metric": primary_metric, "null_margin": null_margin,
-                                 "plateau_tol": plateau_tol, "n_boot": n_boot, "seed": seed})
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals(), leave_out=("smoke", "torch_threads")))
 verdict = testbed.compare([resolve_path(d) for d in testbed.flatten_dirs(prepared_dirs)],
                           [resolve_path(d) for d in testbed.flatten_dirs(warmup_dirs)],
                           run.path, primary=primary, primary_metric=primary_metric, null_margin=null_margin,

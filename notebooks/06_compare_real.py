@@ -27,11 +27,11 @@ import pandas as pd
 from IPython.display import Image, display
 
 from gotd.paths import flatten_dirs, resolve_path
-from gotd.runner.rundir import RunDir
+from gotd.runner.rundir import RunDir, declared_parameters
 from gotd.stages import compare_evaluations
 
 NOTEBOOK = "06_compare_real"
-run = RunDir(run_dir, NOTEBOOK, {"smoke": smoke, "evaluate_dirs": evaluate_dirs, "n_boot": n_boot, "seed": seed})
+run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals()))
 verdict = compare_evaluations([resolve_path(d) for d in flatten_dirs(evaluate_dirs)], run.path,
                                n_boot=n_boot, seed=seed)
 for sentence in verdict["sentences"] + verdict["secondary_sentences"]:

@@ -71,8 +71,8 @@ def test_build_pool_default_sources_and_errors(fake_registry):
         assets.build_pool(data_dir, sources=["bbc-news"])
 
 
-def test_build_demo_pool_keeps_its_old_shape(fake_registry):
-    pool = assets.build_demo_pool(fake_registry["data_dir"])
+def test_build_builtin_pool_keeps_its_old_shape(fake_registry):
+    pool = assets.build_builtin_pool(fake_registry["data_dir"])
     assert list(pool.columns) == ["id", "text", "domain"]
     assert set(pool["domain"]) == {"wikipedia", "news", "politics"} and pool["id"].is_unique
     assert set(pool.attrs["removed_test_overlap"]) == set(assets.default_names("task"))

@@ -238,7 +238,7 @@ def test_toxicity_metrics_follow_their_definitions(loaded: tuple) -> None:
 
 def test_few_label_finetune_selects_on_dev_and_summarises_seeds(tiny: Path, tmp_path: Path) -> None:
     train_split, dev, test = topic_task(40, 0), topic_task(16, 1), topic_task(16, 2)
-    table = few_label_finetune(tiny, *train_split, *dev, *test, seeds=(0, 1), learning_rates=(3e-3,), epochs=2,
+    table = few_label_finetune(tiny, train_split, dev, test, seeds=(0, 1), learning_rates=(3e-3,), epochs=2,
                                batch_size=8, max_length=32, max_train_labels=30, model_name="tiny", task="topics",
                                progress=False)
     per_seed = table[table["seed"].notna()]
@@ -253,10 +253,12 @@ def test_few_label_finetune_selects_on_dev_and_summarises_seeds(tiny: Path, tmp_
     assert mean_row["n_seeds"] == 2
     assert mean_row["value"] >= 0.75  # a linear head on top separates two vocabularies easily
     with pytest.raises(GotdInputError, match="single class"):
-        few_label_finetune(tiny, ["a b", "c d"], ["x", "x"], *dev, *test, label_names=["sport", "food", "x"],
+        few_label_finetune(tiny, (["a b", "c d"], ["x", "x"]), dev, test, label_names=["sport", "food", "x"],
                            progress=False)
+    with pytest.raises(GotdInputError, match="dev must be a \\(texts, labels\\) pair"):
+        few_label_finetune(tiny, train_split, dev[0], test, progress=False)
     with pytest.raises(GotdInputError, match="truncate=True"):
-        few_label_finetune(tiny, *train_split, *dev, *test, max_length=3, progress=False)
+        few_label_finetune(tiny, train_split, dev, test, max_length=3, progress=False)
 
 
 def test_write_and_read_results(loaded: tuple, tmp_path: Path) -> None:

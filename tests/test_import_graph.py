@@ -5,7 +5,7 @@ Rooms and layers
 A *room* is a top-level module or package under ``gotd/`` (``gotd.ot``, ``gotd.distributed``, ...); the
 root facade ``gotd/__init__.py`` is the room ``gotd``. Each room sits on one layer:
 
-0. foundation: ``errors``, ``_io``, ``devices``, ``results``, ``shards``, ``validation``;
+0. foundation: ``errors``, ``_io``, ``_params``, ``devices``, ``results``, ``shards``, ``validation``;
 1. library: the packages that each do one job (``data``, ``assets``, ``embed``, ``ot``, ``selectors``,
    ``selection``, ``models``, ``train``, ``evaluate``, ...), and the helpers built only on them;
 2. stages: ``stages`` and the stage code that has not moved into it yet (``inputs``, ``pipeline``,
@@ -45,6 +45,7 @@ LAYER_NAMES = {FOUNDATION: "foundation", LIBRARY: "library", STAGES: "stages", F
 LAYERS: dict[str, int] = {
     "gotd.errors": FOUNDATION,
     "gotd._io": FOUNDATION,
+    "gotd._params": FOUNDATION,
     "gotd.devices": FOUNDATION,
     "gotd.results": FOUNDATION,
     "gotd.shards": FOUNDATION,

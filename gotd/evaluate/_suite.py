@@ -241,7 +241,7 @@ def evaluate_models(
     """
     from gotd.models import load_causal_lm_and_tokenizer
 
-    cfg = (config or EvalConfig()).replace(**settings)
+    cfg = EvalConfig.resolve(config, settings)
     evaluations, seed, batch_size, finetune, toxicity = cfg.evaluations, cfg.seed, cfg.batch_size, cfg.finetune, \
         cfg.toxicity
     eval_split, ppl_split = cfg.eval_split, cfg.ppl_split
@@ -282,11 +282,11 @@ def evaluate_models(
                 prompts, scorer = options.pop("prompts"), options.pop("scorer")
                 table = toxicity_eval(lm, tok, prompts, scorer, batch_size=batch_size, **common, **options)
             else:
-                splits = {s: task.split(s) for s in ("train", "dev", "test")}
-                columns = [(f["text"].tolist(), f["label"].tolist()) for f in splits.values()]
+                train, dev, test = ((f["text"].tolist(), f["label"].tolist())
+                                    for f in (task.split(s) for s in ("train", "dev", "test")))
                 options = {k: v for k, v in common.items() if k != "seed"}
-                table = few_label_finetune(model, *columns[0], *columns[1], *columns[2], label_names=list(task.labels),
-                                           task=task.name, device=device, **options, **dict(finetune or {}))
+                table = few_label_finetune(model, train, dev, test, label_names=list(task.labels), task=task.name,
+                                           device=device, **options, **dict(finetune or {}))
             table["evaluation"] = evaluation
             table["metric"] = metric_names(table, evaluation)
             parts.append(table)
@@ -307,43 +307,34 @@ def evaluate_models(
 def evaluate_on_task(
     model: Any,
     task: str,
+    config: EvalConfig | None = None,
     *,
-    evaluations: Sequence[str] = ("zero-shot", "perplexity"),
     tokenizer: Any = None,
     data_dir: str | os.PathLike[str] = "data",
-    split: str = "test",
-    max_examples: int | None = None,
     model_name: str | None = None,
     method: str | None = None,
-    scoring: str = "prompt",
-    batch_size: int = 8,
-    max_length: int = 512,
-    seed: int = 0,
-    n_bootstrap: int = 1000,
-    finetune: Mapping[str, Any] | None = None,
-    toxicity: Mapping[str, Any] | None = None,
     device: str | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> pd.DataFrame:
     """One model on a task built by :mod:`gotd.assets` (``gotd evaluate``): :func:`evaluate_models` on it.
 
-    ``split`` serves zero-shot and perplexity alike; ``max_examples`` evaluates the first ``max_examples``
-    of a seeded permutation of it (a warning says so and ``n_total`` records the split's size; default
-    the whole split); ``max_length`` is the perplexity window. The rows are filed like a run's
-    (:func:`describe_model`): a ``gotd train`` output under its selection's method and budget and its base
-    model's name, any other model as ``method="base"`` under its own name; ``model_name`` and ``method``
-    override the name and the method.
+    ``config`` (and the :class:`EvalConfig` fields given by name in ``settings``, which override it) says
+    what is measured: ``gotd evaluate`` sets one split for zero-shot and perplexity alike and caps both
+    samples at ``--max-examples`` (a seeded sample; ``n_total`` records the split's size). The rows are
+    filed like a run's (:func:`describe_model`): a ``gotd train`` output under its selection's method and
+    budget and its base model's name, any other model as ``method="base"`` under its own name;
+    ``model_name`` and ``method`` override the name and the method. ``tokenizer`` goes with a loaded
+    ``model``; ``data_dir`` is where the built data sets are.
     """
+    config = EvalConfig.resolve(config, settings)
     described = describe_model(model)
     label = model_name or described["model"]
     if label is None:
         label = str(getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__)
+    evaluations = config.evaluations
     needs_task = bool(set(evaluations) - {"toxicity"}) and all(e in EVALUATIONS for e in evaluations)
     built = task_from_assets(task, data_dir) if needs_task else None
     given = (model, tokenizer) if tokenizer is not None else model
-    cap = max_examples or 0
-    config = EvalConfig(evaluations=evaluations, eval_split=split, ppl_split=split, max_examples=cap,
-                        max_ppl_texts=cap, seed=seed, batch_size=batch_size, ppl_max_length=max_length,
-                        scoring=scoring, n_bootstrap=n_bootstrap, finetune=finetune, toxicity=toxicity)
     return evaluate_models({method or described["method"]: given}, built, config, model_label=label,
                            budget=described["budget"], device=device, progress=progress)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gotd._params import ParameterObject
 from gotd.errors import GotdInputError
 from gotd.evaluate._common import _bos, _check_texts, _encode, _model_and_tokenizer, _model_name, _model_window, _pad_id, _table
 from gotd.evaluate._perplexity import token_nll
@@ -127,13 +129,43 @@ def zero_shot_scores(model: Any, tokenizer: Any, texts: Sequence[str], label_nam
     return scores.reshape(len(texts), len(words))
 
 
-def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[Any], *,
-                       label_names: Sequence[Any] | None = None,
-                       verbalizers: Mapping[Any, str] | Sequence[str] | None = None,
-                       template: str = DEFAULT_TEMPLATE, scoring: str = "prompt", max_length: int | None = None,
-                       batch_size: int = 8, model_name: str | None = None, task: str = "task",
-                       split: str = "test", n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-                       progress: bool = True) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ZeroShotConfig(ParameterObject):
+    """How :func:`zero_shot_classify` prompts, scores and summarises.
+
+    Attributes
+    ----------
+    template : str
+        The prompt, with ``{text}`` and ``{label}`` (the verbaliser) in it.
+    scoring : str
+        ``prompt``: mean loss per token over the whole prompt (nats/token; OpenICL, the paper); ``label``:
+        summed loss of the label's tokens (nats). See :func:`zero_shot_scores`.
+    max_length : int, optional
+        Token limit of a prompt (default: the model's position limit); a longer prompt is an error, never cut.
+    batch_size : int
+        Prompts per forward pass.
+    n_bootstrap : int
+        Percentile-bootstrap resamples of the examples for the intervals (0: none).
+    confidence : float
+        Coverage of the intervals (0.95: 95%).
+    seed : int
+        Seed of the bootstrap.
+    """
+
+    template: str = DEFAULT_TEMPLATE
+    scoring: str = "prompt"
+    max_length: int | None = None
+    batch_size: int = 8
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[Any],
+                       config: ZeroShotConfig | None = None, *, label_names: Sequence[Any] | None = None,
+                       verbalizers: Mapping[Any, str] | Sequence[str] | None = None, model_name: str | None = None,
+                       task: str = "task", split: str = "test", progress: bool = True,
+                       **settings: Any) -> pd.DataFrame:
     """Zero-shot classification by the LM loss of each label's prompt; accuracy and macro-F1.
 
     The predicted label is ``argmin_k score[i, k]`` of :func:`zero_shot_scores` (ties go to the first
@@ -143,12 +175,16 @@ def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels:
     ----------
     labels : sequence
         Gold label of each text, each in ``label_names``.
+    config : ZeroShotConfig, optional
+        Prompt, scoring, token limit, batch size and bootstrap (default: :class:`ZeroShotConfig`'s).
     label_names : sequence, optional
         The label set in class order (default: the sorted distinct gold labels, which must be >= 2).
     verbalizers : mapping or sequence of str, optional
         The word(s) put in the prompt for each label (default: ``str(label)``).
-    template, scoring, max_length, batch_size
-        See :func:`zero_shot_scores`.
+    model_name, task, split : optional
+        Written in the ``model``, ``task`` and ``split`` columns.
+    settings
+        :class:`ZeroShotConfig` fields by name (``template=...``, ``seed=1``); they override ``config``'s.
 
     Returns
     -------
@@ -156,37 +192,34 @@ def zero_shot_classify(model: Any, tokenizer: Any, texts: Sequence[str], labels:
         Rows ``accuracy`` and ``macro_f1`` with ``ci_low``/``ci_high``, plus ``split``, ``scoring``,
         ``n_classes`` and ``majority_rate`` (accuracy of always predicting the most frequent gold label).
     """
-    return zero_shot_with_predictions(model, tokenizer, texts, labels, label_names=label_names,
-                                      verbalizers=verbalizers, template=template, scoring=scoring,
-                                      max_length=max_length, batch_size=batch_size, model_name=model_name, task=task,
-                                      split=split, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
-                                      progress=progress)[0]
+    return zero_shot_with_predictions(model, tokenizer, texts, labels, config, label_names=label_names,
+                                      verbalizers=verbalizers, model_name=model_name, task=task, split=split,
+                                      progress=progress, **settings)[0]
 
 
-def zero_shot_with_predictions(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[Any], *,
-                               label_names: Sequence[Any] | None = None,
+def zero_shot_with_predictions(model: Any, tokenizer: Any, texts: Sequence[str], labels: Sequence[Any],
+                               config: ZeroShotConfig | None = None, *, label_names: Sequence[Any] | None = None,
                                verbalizers: Mapping[Any, str] | Sequence[str] | None = None,
-                               template: str = DEFAULT_TEMPLATE, scoring: str = "prompt",
-                               max_length: int | None = None, batch_size: int = 8, model_name: str | None = None,
-                               task: str = "task", split: str = "test", n_bootstrap: int = 1000,
-                               confidence: float = 0.95, seed: int = 0,
-                               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                               model_name: str | None = None, task: str = "task", split: str = "test",
+                               progress: bool = True, **settings: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`zero_shot_classify`'s table and one row per example: ``text_index``, ``label`` and ``pred``
     (class indices in ``label_names`` order) and ``correct`` (1 if ``pred == label``, else 0)."""
+    cfg = ZeroShotConfig.resolve(config, settings)
     texts = _check_texts(texts, "texts")
     if len(labels) != len(texts):
         raise GotdInputError(f"{len(texts)} texts but {len(labels)} labels; give one label per text")
     label_names, words = _label_setup(labels, label_names, verbalizers)
     y_true = _label_indices(labels, label_names)
     model, tokenizer, name = _model_and_tokenizer(model, tokenizer)
-    scores = zero_shot_scores(model, tokenizer, texts, label_names, verbalizers=words, template=template,
-                              scoring=scoring, max_length=max_length, batch_size=batch_size, progress=progress)
+    scores = zero_shot_scores(model, tokenizer, texts, label_names, verbalizers=words, template=cfg.template,
+                              scoring=cfg.scoring, max_length=cfg.max_length, batch_size=cfg.batch_size,
+                              progress=progress)
     y_pred = np.argmin(scores, axis=1)
-    rows = classification_metrics(y_true, y_pred, len(label_names), n_bootstrap=n_bootstrap,
-                                  confidence=confidence, seed=seed)
+    rows = classification_metrics(y_true, y_pred, len(label_names), n_bootstrap=cfg.n_bootstrap,
+                                  confidence=cfg.confidence, seed=cfg.seed)
     majority = float(np.bincount(y_true, minlength=len(label_names)).max() / len(y_true))
     for row in rows:
-        row.update(model=_model_name(model, model_name or name), task=task, split=split, scoring=scoring,
+        row.update(model=_model_name(model, model_name or name), task=task, split=split, scoring=cfg.scoring,
                    n_classes=len(label_names), majority_rate=majority)
     per_example = pd.DataFrame({"text_index": np.arange(len(texts), dtype=np.int64), "label": y_true,
                                 "pred": y_pred.astype(np.int64), "correct": (y_pred == y_true).astype(np.int64)})

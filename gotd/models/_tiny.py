@@ -114,19 +114,39 @@ class TinyLlamaSize:
     block_size: int = 128           # training and scoring window in tokens (the model's positions)
 
 
-def new_tiny_llama(size: TinyLlamaSize, vocab_size: int, seed: int) -> Any:
+BOS_PAD_TOKEN_IDS = {"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 1}
+"""Special-token ids of a tokenizer :func:`train_bpe_tokenizer` trains with the special tokens ``<bos>``,
+``<pad>`` (as :func:`gotd.train.pretrain_from_scratch` does): bos (also the eos) 0, pad 1."""
+
+
+def new_tiny_llama(size: TinyLlamaSize, vocab_size: int, seed: int, *, kv_heads: int | None = None,
+                   token_ids: dict[str, int] | None = None) -> Any:
     """A freshly initialised fp32 ``LlamaForCausalLM`` of ``size`` (``torch.manual_seed(seed)`` first).
 
-    Token ids 0 and 1 are bos/eos and pad, as the tokenizer that :func:`train_bpe_tokenizer` trains with the
-    special tokens ``<bos>``, ``<pad>`` gives them; embeddings are tied.
+    Embeddings are tied; the model has ``size.block_size`` positions.
+
+    Parameters
+    ----------
+    size : TinyLlamaSize
+        Width, layers, heads, MLP width and positions (its ``vocab_size`` is the tokenizer's target size).
+    vocab_size : int
+        Rows of the embedding: the trained tokenizer's actual size.
+    seed : int
+        Seed of the weight initialisation (set on torch's global generator).
+    kv_heads : int, optional
+        Key/value heads (grouped-query attention); default ``size.heads`` (plain multi-head attention).
+    token_ids : dict, optional
+        ``bos_token_id``, ``eos_token_id``, ``pad_token_id`` (the pad row of the embedding starts at zero);
+        default :data:`BOS_PAD_TOKEN_IDS`.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=size.hidden_size, intermediate_size=size.intermediate_size,
                          num_hidden_layers=size.layers, num_attention_heads=size.heads,
-                         num_key_value_heads=size.heads, max_position_embeddings=size.block_size,
-                         tie_word_embeddings=True, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+                         num_key_value_heads=size.heads if kv_heads is None else kv_heads,
+                         max_position_embeddings=size.block_size, tie_word_embeddings=True,
+                         **(BOS_PAD_TOKEN_IDS if token_ids is None else token_ids))
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).float()
 
@@ -192,28 +212,20 @@ def build_tiny_causal_lm(
         folder.rmdir()  # an empty folder: build in its place
 
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     start = time.perf_counter()
     with _atomic_folder(folder) as tmp:
         tokenizer = _train_tiny_tokenizer(settings["vocab_size"])
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=settings["hidden_size"],
-            intermediate_size=settings["intermediate_size"],
-            num_hidden_layers=settings["num_hidden_layers"],
-            num_attention_heads=settings["num_attention_heads"],
-            num_key_value_heads=settings["num_key_value_heads"],
-            max_position_embeddings=settings["max_position_embeddings"],
-            tie_word_embeddings=True,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        size = TinyLlamaSize(vocab_size=settings["vocab_size"], hidden_size=settings["hidden_size"],
+                             layers=settings["num_hidden_layers"], heads=settings["num_attention_heads"],
+                             intermediate_size=settings["intermediate_size"],
+                             block_size=settings["max_position_embeddings"])
+        token_ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id}
         # Initialise on CPU under a local RNG so the weights depend on the seed alone.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings["seed"])
-            model = LlamaForCausalLM(config)
+            model = new_tiny_llama(size, len(tokenizer), settings["seed"], kv_heads=settings["num_key_value_heads"],
+                                   token_ids=token_ids)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(

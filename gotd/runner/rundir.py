@@ -9,14 +9,18 @@ A run folder holds::
     models/<name>/         checkpoints
     run.json               the notebook's parameters, versions and machine
 
-Paths given to a notebook may be relative: :func:`gotd.paths.resolve_path` resolves them.
+Paths given to a notebook may be relative: :func:`gotd.paths.resolve_path` resolves them. Every notebook
+records its parameters the same way, with :func:`declared_parameters`: the names its ``parameters`` cell
+declares, at their current values::
+
+    run = RunDir(run_dir, NOTEBOOK, declared_parameters(NOTEBOOK, globals()))
 """
 from __future__ import annotations
 
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,80 @@ from gotd.errors import GotdInputError
 from gotd.outputs import check_output
 from gotd.paths import resolve_path
 from gotd.results import MEASURE_COLUMNS, RESULT_COLUMNS, write_results
+from gotd.runner.config import kit_notebook_dir
+from gotd.runner.execute import notebook_parameters
+
+NOT_RECORDED = ("run_dir",)
+"""Declared parameters :func:`declared_parameters` never records: ``run_dir`` is the folder the record is in."""
+
+
+def notebook_file(notebook: str | os.PathLike[str]) -> Path:
+    """The ``.ipynb`` file of a notebook given by name (``"01_select"``) or by path.
+
+    A path (it has a folder or the ``.ipynb`` suffix) is taken as it is, relative to the working directory.
+    A name is looked up in the working directory first (a Jupyter kernel starts in its notebook's folder,
+    and so does papermill when given ``cwd``), then in the kit's ``notebooks/`` folder (where ``gotd run``
+    finds it whatever the working directory).
+
+    Raises
+    ------
+    GotdInputError
+        If no such notebook file exists, naming where it looked.
+    """
+    given = Path(notebook).expanduser()
+    if given.suffix == ".ipynb" or len(given.parts) > 1:
+        candidates = [given if given.suffix == ".ipynb" else given.with_suffix(".ipynb")]
+    else:
+        candidates = [Path.cwd() / f"{given}.ipynb", kit_notebook_dir() / f"{given}.ipynb"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise GotdInputError(f"notebook {notebook!s} not found (looked for {' and '.join(map(str, candidates))}); pass "
+                         "the notebook's path, e.g. declared_parameters('path/to/notebook.ipynb', globals())")
+
+
+def declared_parameters(notebook: str | os.PathLike[str], namespace: Mapping[str, Any], *,
+                        leave_out: Iterable[str] = (), **values: Any) -> dict[str, Any]:
+    """The current values of the names a notebook's ``parameters`` cell declares: what its run records.
+
+    The names come from the notebook file's cell tagged ``parameters``, read as papermill reads it
+    (:func:`gotd.runner.execute.notebook_parameters`); the values from ``namespace`` (the notebook's
+    ``globals()``), so a value papermill injected, one typed into the cell in JupyterLab, or one the
+    notebook changed before the call (smoke sizes) is the one recorded. ``run_dir`` is never recorded
+    (:data:`NOT_RECORDED`). A name added to the cell in JupyterLab counts once the notebook is saved.
+
+    Parameters
+    ----------
+    notebook : str or path
+        The notebook's name (``"01_select"``) or its ``.ipynb`` path (:func:`notebook_file`).
+    namespace : mapping
+        The notebook's ``globals()``.
+    leave_out : iterable of str
+        Declared names not to record (names that only say where files go or how many threads to use).
+    **values
+        Values recorded instead of the namespace's (e.g. the model actually trained) or after the declared
+        ones (e.g. the resolved training config).
+
+    Returns
+    -------
+    dict
+        Name -> value, in the cell's order, then the new names of ``values``.
+
+    Raises
+    ------
+    GotdInputError
+        If the notebook cannot be found or read, or a declared name is not in ``namespace`` (run the
+        parameters cell first).
+    """
+    path = notebook_file(notebook)
+    skipped = set(NOT_RECORDED) | set(leave_out)
+    names = [name for name in notebook_parameters(path) if name not in skipped]
+    missing = [name for name in names if name not in namespace and name not in values]
+    if missing:
+        raise GotdInputError(f"the parameters cell of {path.name} declares {', '.join(missing)}, which the "
+                             "namespace given lacks; run the parameters cell first and pass the notebook's globals()")
+    recorded = {name: values[name] if name in values else namespace[name] for name in names}
+    return {**recorded, **{name: value for name, value in values.items() if name not in recorded}}
 
 
 class RunDir:

@@ -29,14 +29,14 @@ from gotd.stages.compare import (INTERVAL_NOTE, VERDICT_FILE, compare_evaluation
 from gotd.stages.evaluate import PER_TEXT_NLL_COLUMNS, score_per_text
 from gotd.stages.inputs import load_pool, load_target, load_task
 from gotd.stages.prefinetune import prefinetune_stage, resume_policy, warm_up_copy
-from gotd.stages.select import (SelectResult, check_select_parameters, encoder_for, select_all, select_stage,
-                                selection_outputs)
+from gotd.stages.select import (SelectConfig, SelectResult, check_select_parameters, encoder_for, select_all,
+                                select_stage, selection_outputs)
 
 PARAMETER_CHECKS = {"01_select": check_select_parameters}
 """Notebook stem -> the stage's check of its parameters (raises :class:`gotd.errors.GotdInputError`)."""
 
-__all__ = ["INTERVAL_NOTE", "PARAMETER_CHECKS", "PER_TEXT_NLL_COLUMNS", "SelectResult", "VERDICT_FILE",
-           "available_methods", "check_select_parameters", "compare_evaluations", "compare_scores", "encoder_for",
+__all__ = ["INTERVAL_NOTE", "PARAMETER_CHECKS", "PER_TEXT_NLL_COLUMNS", "SelectConfig", "SelectResult",
+           "VERDICT_FILE", "available_methods", "check_select_parameters", "compare_evaluations", "compare_scores", "encoder_for",
            "headline_figure", "load_pool", "load_target", "load_task", "methods_in_order", "methods_taking",
            "paired_table", "prefinetune_stage", "read_per_text", "resume_policy", "score_per_text", "select_all",
            "select_stage", "selection_outputs", "selector_specs", "summarise_levels", "verdict_sentences",

@@ -4,7 +4,7 @@ The built-in data by name, a file by path, or the toy corpus for smoke runs; the
 front door shares: chunk the pool's documents (:func:`prepare_pool`), pack short targets
 (:func:`prepare_target`), embed frames with one encoder (:func:`embed_frames`, cached on disk).
 
-``pool="builtin"`` is the built-in candidate pool (:func:`gotd.assets.build_demo_pool`); a target named like a
+``pool="builtin"`` is the built-in candidate pool (:func:`gotd.assets.build_builtin_pool`); a target named like a
 built-in task (``"rotten-tomatoes"``) is that task's split; anything else is a file path (read by
 :func:`gotd.data.read_texts`, relative paths from the repository root). With ``smoke=True`` the built-in
 names are replaced by the templated corpus of :mod:`gotd.toy` (no download, seconds to embed); explicit
@@ -120,7 +120,7 @@ def load_pool(pool: str = BUILTIN_POOL, *, text_field: str = "text", chunk_chars
         else:
             from gotd import assets
 
-            source = assets.build_demo_pool(data_dir=resolve_path(data_dir), fetch_missing=True)
+            source = assets.build_builtin_pool(data_dir=resolve_path(data_dir), fetch_missing=True)
     else:
         source = _existing_file(pool, "pool")
     return prepare_pool(source, text_field=text_field, chunk_chars=chunk_chars or None, dedup=dedup,

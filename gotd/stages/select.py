@@ -29,13 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gotd._params import ParameterObject
 from gotd.errors import GotdConvergenceError, GotdInputError
 from gotd.outputs import check_file_output
 from gotd.selection import SIDECAR_SUFFIX, Selection, save_selection
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
 
-__all__ = ["SelectResult", "check_select_parameters", "encoder_for", "select_all", "select_stage", "selection_outputs"]
+__all__ = ["SelectConfig", "SelectResult", "check_select_parameters", "encoder_for", "select_all", "select_stage", "selection_outputs"]
 
 PathLike = str | os.PathLike[str]
 
@@ -136,26 +137,52 @@ def check_select_parameters(parameters: Mapping[str, Any]) -> None:
         preset_options(str(parameters["preset"]), "encoder")
 
 
+@dataclass(frozen=True)
+class SelectConfig(ParameterObject):
+    """What :func:`select_stage` selects and how: the methods and their options.
+
+    Attributes
+    ----------
+    methods : sequence of str
+        Registered selection methods; what each reads comes from the selector registry.
+    seed : int
+        Seed of every random choice.
+    preset : str, optional
+        A :mod:`gotd.presets` name (``"paper"``): its encoder options (when no encoder is given) and its OT
+        options under ``ot_options``; recorded in every sidecar.
+    options : mapping, optional
+        Options passed to every method (a method without such an option is an error).
+    ot_options : mapping, optional
+        Options passed only to the methods that take OT options (``eps_rel``: entropic regularisation as a
+        multiple of the cost's standard deviation; ``tol``: the L1 marginal error the solve stops below).
+    allow_unconverged : bool
+        Keep (and write) a selection whose OT solve stopped above its tolerance; the sidecar says so.
+    """
+
+    methods: Sequence[str] = ("gotd",)
+    seed: int = 0
+    preset: str | None = None
+    options: Mapping[str, Any] | None = None
+    ot_options: Mapping[str, Any] | None = None
+    allow_unconverged: bool = False
+
+
 def select_stage(
     pool: PathLike | pd.DataFrame,
     target: PathLike | pd.DataFrame,
     budget: int,
+    config: SelectConfig | None = None,
     *,
-    methods: Sequence[str] = ("gotd",),
     out: PathLike | Mapping[str, PathLike],
-    seed: int = 0,
     encoder: Any = None,
-    preset: str | None = None,
     cache_dir: PathLike | None = None,
     shard_size: int | None = None,
-    options: Mapping[str, Any] | None = None,
-    ot_options: Mapping[str, Any] | None = None,
-    allow_unconverged: bool = False,
     embed: bool = False,
     record: Mapping[str, Any] | None = None,
     load: Mapping[str, Any] | None = None,
     progress: bool = True,
     log: Any = None,
+    **settings: Any,
 ) -> SelectResult:
     """Load, embed once, select with every method, write each selection and its sidecar.
 
@@ -166,29 +193,18 @@ def select_stage(
         packed there; ``load`` passes their keywords), or frames already prepared (``id``, ``text``).
     budget : int
         Pool rows each method selects.
-    methods : sequence of str
-        Registered selection methods; what each reads comes from the selector registry.
+    config : SelectConfig, optional
+        Methods, seed, preset and the methods' options (default: :class:`SelectConfig`'s).
     out : path or mapping of method to path
         A folder (``<out>/<method>.jsonl``) or one file per method (``.jsonl``, ``.parquet``, ``.csv``).
-    seed : int
-        Seed of every random choice.
     encoder : gotd.embed.Encoder or mapping, optional
         An encoder, or the keywords of :func:`encoder_for` (None values: not given, so the preset's or the
         default applies); built only when embeddings are needed. Default: :func:`encoder_for` with ``preset``.
-    preset : str, optional
-        A :mod:`gotd.presets` name (``"paper"``): its encoder options (when ``encoder`` is None) and its OT
-        options under ``ot_options``; recorded in every sidecar.
     cache_dir : path, optional
         Embedding cache folder (None: no cache).
     shard_size : int, optional
         Texts per cache shard: an interrupted embedding resumes from the last finished shard (None: the
         encoder's default).
-    options : mapping, optional
-        Options passed to every method (a method without such an option is an error).
-    ot_options : mapping, optional
-        Options passed only to the methods that take OT options (e.g. ``eps_rel``, ``tol``).
-    allow_unconverged : bool
-        Keep (and write) a selection whose OT solve stopped above its tolerance; the sidecar says so.
     embed : bool
         Compute the embeddings even when no method reads them (for analysis after the selection).
     record : mapping, optional
@@ -200,6 +216,8 @@ def select_stage(
         Progress bars of the chunking, the encoder and the selectors.
     log : callable, optional
         Receives one-line notes for the user (duplicates, unconverged solves); default: nothing.
+    settings
+        :class:`SelectConfig` fields by name (``methods=[...]``, ``seed=1``); they override ``config``'s.
 
     Raises
     ------
@@ -210,7 +228,8 @@ def select_stage(
     """
     from gotd.presets import preset_options
 
-    specs = selector_specs(list(methods))
+    cfg = SelectConfig.resolve(config, settings)
+    specs = selector_specs(list(cfg.methods))
     paths = selection_outputs(list(specs), out)
     named = {"pool": pool, "target": target}
     for path in paths.values():  # not an input, not in a built data set, writable: before loading and embedding
@@ -232,30 +251,30 @@ def select_stage(
 
     if embed or any(spec.inputs == "embeddings" for spec in specs.values()):
         if encoder is None or isinstance(encoder, Mapping):
-            encoder = encoder_for(preset=preset, **dict(encoder or {}))
+            encoder = encoder_for(preset=cfg.preset, **dict(encoder or {}))
         extra = {} if shard_size is None else {"shard_size": shard_size}
         result.embeddings = (encoder.encode(pool_df["text"].tolist(), cache_dir=cache_dir, progress=progress, **extra),
                              encoder.encode(target_df["text"].tolist(), cache_dir=cache_dir, progress=progress,
                                             **extra))
         result.encoder_settings = encoder.settings()
-    solver = {**preset_options(preset or None, "ot"), **dict(ot_options or {})}
-    if allow_unconverged:
+    solver = {**preset_options(cfg.preset or None, "ot"), **dict(cfg.ot_options or {})}
+    if cfg.allow_unconverged:
         solver["allow_unconverged"] = True
     inputs_record = {"pool": _name(pool), "target": _name(target), "pool_rows": len(pool_df),
                      "target_rows": len(target_df), **dict(record or {})}
     for method, spec in specs.items():
-        selection = select_all(result.pool, result.target, methods=[method], budgets=[budget], seed=seed,
-                               embeddings=result.embeddings, options=options, solver=solver,
+        selection = select_all(result.pool, result.target, methods=[method], budgets=[budget], seed=cfg.seed,
+                               embeddings=result.embeddings, options=cfg.options, solver=solver,
                                progress=progress)[(method, int(budget))]
         converged = selection.diagnostics.get("converged")
         if converged is False:
-            if not allow_unconverged:
+            if not cfg.allow_unconverged:
                 raise GotdConvergenceError(_unconverged_message(method, selection.diagnostics))
             result.unconverged.append(method)
             if log is not None:
                 log(f"{method}: {_unconverged_message(method, selection.diagnostics, allowed=True)}")
         extra = {"encoder": result.encoder_settings if spec.inputs == "embeddings" else {},
-                 "inputs": inputs_record, "preset": preset or None,
+                 "inputs": inputs_record, "preset": cfg.preset or None,
                  "n_exact_duplicates": result.n_exact_duplicates, "n_duplicates_removed": removed,
                  "converged": None if converged is None else bool(converged)}
         result.paths[method] = save_selection(selection, paths[method], records=pool_df, extra=extra)

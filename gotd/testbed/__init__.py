@@ -23,10 +23,11 @@ from typing import Any
 from gotd.testbed._figures import curve_figure, makeup_table
 from gotd.testbed._gates import control_gates, plateau_gate, primary_table
 from gotd.testbed._scenarios import SCENARIOS, Scenario, build_scenario, load_scenario, save_scenario
-from gotd.testbed._stages import GEOMETRIES, compare, flatten_dirs, prepare, smoke_settings, warm_up
-from gotd.testbed._warmup import CONTROLS, SeedResult, run_seed
+from gotd.testbed._stages import GEOMETRIES, TestbedLM, compare, flatten_dirs, prepare, smoke_settings, warm_up
+from gotd.testbed._warmup import CONTROLS, DownstreamSpec, SeedResult, run_seed
 
-__all__ = ["CONTROLS", "GEOMETRIES", "SCENARIOS", "Scenario", "SeedResult", "build_scenario", "compare",
+__all__ = ["CONTROLS", "DownstreamSpec", "GEOMETRIES", "SCENARIOS", "Scenario", "SeedResult", "TestbedLM",
+           "build_scenario", "compare",
            "control_gates", "curve_figure", "flatten_dirs", "load_scenario", "makeup_table", "plateau_gate", "prepare",
            "primary_table", "run_seed", "save_scenario", "smoke_settings", "warm_up"]
 

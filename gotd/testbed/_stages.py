@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from gotd.paths import flatten_dirs  # noqa: F401  (the notebooks' name for it h
 from gotd.stages import INTERVAL_NOTE, compare_scores, methods_in_order, write_comparison
 from gotd.testbed._figures import makeup_table
 from gotd.evaluate import ClassifierRecipe
-from gotd.testbed._warmup import SeedResult, run_seed
+from gotd.testbed._warmup import DownstreamSpec, SeedResult, run_seed
 from gotd.train import LoopRecipe, light_recipe, pretrain_from_scratch
 from gotd.testbed._scenarios import Scenario, build_scenario, load_scenario, save_scenario
 
@@ -82,23 +82,36 @@ def smoke_tables(seed: int = 0) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     return pool, {s: task[task["split"] == s].reset_index(drop=True) for s in ("train", "dev", "test")}
 
 
+@dataclass(frozen=True)
+class TestbedLM:
+    """The testbed's LM: its ``size``, pre-training ``recipe``, the held-out curve's spacing ``evaluate_every``
+    (steps; 0: no curve) and ``shipped_dir``, a folder of finished pre-trainings searched before the cache
+    (:func:`gotd.train.pretrain_from_scratch`)."""
+
+    __test__ = False   # not a pytest class, whatever its name
+
+    size: TinyLlamaSize = TinyLlamaSize()
+    recipe: LoopRecipe = LoopRecipe()
+    evaluate_every: int = 0
+    shipped_dir: str | None = None
+
+
 GEOMETRIES = {"cosine": True, "euclidean": False}
 """Embedding geometry -> whether embeddings are L2-normalised. With unit vectors the squared Euclidean cost of
 GOT-D, matching and TSDS is ``2 - 2 cos``, the geometry kNN uses: one geometry for every embedding method."""
 
 
 def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache_dir: str = "data/cache",
-            sizes: dict[str, Any] | None = None, lm_size: TinyLlamaSize = TinyLlamaSize(),
-            recipe: LoopRecipe = LoopRecipe(), encoder: str = "minilm", max_length: int = 128,
-            geometry: str = "cosine", embedding: str = "encoder", evaluate_every: int = 0, seed: int = 0,
-            shipped_lm_dir: str | Path | None = None, smoke: bool = False, progress: bool = True) -> dict[str, Any]:
+            sizes: dict[str, Any] | None = None, lm: TestbedLM = TestbedLM(), encoder: str = "minilm",
+            max_length: int = 128, geometry: str = "cosine", embedding: str = "encoder", seed: int = 0,
+            smoke: bool = False, progress: bool = True) -> dict[str, Any]:
     """Stage 1 for one scenario; returns the record written to ``<out_dir>/prepared.json``.
 
-    ``evaluate_every`` > 0 records the pre-training's held-out pool NLL every that many steps (the plateau
+    ``lm.evaluate_every`` > 0 records the pre-training's held-out pool NLL every that many steps (the plateau
     gate reads it); the manifest's ``references`` hold the unigram and bigram perplexities. ``embedding``
     is ``encoder`` (the sentence encoder ``encoder``) or ``lm`` (the pre-trained tiny LM's own last hidden
     states averaged over each text's tokens, :func:`gotd.evaluate.mean_hidden_states`: an embedding space
-    the model itself defines); either is L2-normalised when ``geometry`` is ``cosine``. ``shipped_lm_dir``
+    the model itself defines); either is L2-normalised when ``geometry`` is ``cosine``. ``lm.shipped_dir``
     is searched for a finished pre-training of the same key before the cache (the project ships the main
     job's LM in ``data/testbed-lm``; :func:`gotd.train.pretrain_from_scratch`); the record says which was used.
     """
@@ -122,10 +135,10 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
         scen = build_scenario(scenario, data_dir, seed=seed, **sizes, **extra)
         save_scenario(scen, out / "scenario")
     with clock.step("pretrain"):
-        lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm_size,
-                                          recipe=recipe, seed=seed, progress=progress,
-                                          heldout=scen.pool_heldout["text"].tolist(), evaluate_every=evaluate_every,
-                                          shipped=shipped_lm_dir)
+        lm_folder = pretrain_from_scratch(scen.pool["text"].tolist(), Path(cache_dir) / "testbed-lm", size=lm.size,
+                                          recipe=lm.recipe, seed=seed, progress=progress,
+                                          heldout=scen.pool_heldout["text"].tolist(),
+                                          evaluate_every=lm.evaluate_every, shipped=lm.shipped_dir)
         manifest = json.loads((Path(lm_folder) / "manifest.json").read_text(encoding="utf-8"))
     with clock.step("embed"):
         if embedding == "encoder":
@@ -137,21 +150,21 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
             from gotd.evaluate import mean_hidden_states
             from gotd.train import load_pretrained
 
-            lm, tok, _ = load_pretrained(lm_folder)
+            tiny, tok, _ = load_pretrained(lm_folder)
 
             def embed(texts: list[str]) -> np.ndarray:
-                x = mean_hidden_states(lm, tok, texts, block_size=lm_size.block_size)
+                x = mean_hidden_states(tiny, tok, texts, block_size=lm.size.block_size)
                 return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if GEOMETRIES[geometry] else x
             settings = {"model": "testbed-lm", "pooling": "mean of last hidden states", "lm_folder": str(lm_folder),
                         "normalize": GEOMETRIES[geometry]}
         np.save(out / "pool_embeddings.npy", embed(scen.pool["text"].tolist()))
         np.save(out / "target_embeddings.npy", embed(scen.target["text"].tolist()))
-    lm_source = ("shipped with the project" if shipped_lm_dir and Path(lm_folder).parent == Path(shipped_lm_dir)
+    lm_source = ("shipped with the project" if lm.shipped_dir and Path(lm_folder).parent == Path(lm.shipped_dir)
                  else "pre-trained in this cache")
     record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_source": lm_source, "lm_manifest": manifest, "encoder": settings,
               "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool),
               "smoke": smoke,
-              "pretrain_recipe": asdict(recipe)}
+              "pretrain_recipe": asdict(lm.recipe)}
     write_json_atomic(out / "prepared.json", record)
     clock.write(out, {"stage": "prepare", "scenario": scenario})
     return record
@@ -180,15 +193,14 @@ def warm_up(prepared_dir: str | Path, out_dir: str | Path, *, methods: Sequence[
     if bad:
         raise GotdInputError(f"token budgets {bad} are not positive multiples of one step's {step_tokens} tokens "
                              "(batch size x block size); fix grid.budget")
-    if eval_split not in ("dev", "test"):
-        raise GotdInputError(f"eval_split={eval_split!r} must be 'dev' (a pilot) or 'test'")
+    downstream = DownstreamSpec(n_labels, classifier, eval_split)
     clock = StageClock()
     scen: Scenario = load_scenario(prep / "scenario")
     with clock.step("select_warmup_score"):
         res = run_seed(scen, meta["lm_folder"], np.load(prep / "pool_embeddings.npy"),
                        np.load(prep / "target_embeddings.npy"), methods=methods, budgets=[int(b) for b in budgets],
-                       seed=seed, recipe=recipe, n_target=n_target, n_labels=n_labels, classifier=classifier,
-                       eval_split=eval_split, method_options=method_options,
+                       seed=seed, recipe=recipe, n_target=n_target, downstream=downstream,
+                       method_options=method_options,
                        selections_dir=Path(out_dir) / "selections", progress=progress)
     out = Path(out_dir)
     for stem, frame in (("nll", res.nll), ("downstream", res.downstream), ("makeup", res.makeup)):

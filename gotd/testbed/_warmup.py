@@ -53,6 +53,21 @@ def available(method: str) -> bool:
     return method in selectors.available_methods()
 
 
+@dataclass(frozen=True)
+class DownstreamSpec:
+    """The downstream score of a seed: fine-tune on ``n_labels`` labelled texts with ``classifier``, read on
+    ``eval_split`` (``dev`` in a pilot, so the test split is never used to tune the instrument; ``test``
+    otherwise). ``n_labels = 0`` or no ``classifier``: no downstream score."""
+
+    n_labels: int = 0
+    classifier: ClassifierRecipe | None = None
+    eval_split: str = "test"
+
+    def __post_init__(self) -> None:
+        if self.eval_split not in ("dev", "test"):
+            raise GotdInputError(f"eval_split={self.eval_split!r} must be 'dev' (a pilot) or 'test'")
+
+
 @dataclass
 class SeedResult:
     """Per-text scores, exposure, top picks and skipped methods of one (scenario, seed)."""
@@ -142,16 +157,16 @@ def mixture_ot(pool_emb: np.ndarray, sel_emb: np.ndarray, target_emb: np.ndarray
 
 def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_emb: np.ndarray, *,
              methods: Sequence[str], budgets: Sequence[int], seed: int, recipe: LoopRecipe, n_target: int,
-             n_labels: int = 0, classifier: ClassifierRecipe | None = None, eval_split: str = "test",
-             method_options: dict[str, dict[str, Any]] | None = None,
+             downstream: DownstreamSpec = DownstreamSpec(), method_options: dict[str, dict[str, Any]] | None = None,
              selections_dir: str | Path | None = None, progress: bool = True) -> SeedResult:
     """Draw, select, fill each token budget, warm up and score every method and control at one seed.
 
     ``methods`` may hold selection methods and the controls of :data:`CONTROLS`; ``budgets`` are token
     budgets (multiples of the LM's block size). With ``selections_dir`` every selection is saved there as
-    ``<method>-<budget>.jsonl`` with its sidecar. ``eval_split`` is the labelled split the downstream
-    score is read on (``dev`` in a pilot, so the test split is never used to tune the instrument).
+    ``<method>-<budget>.jsonl`` with its sidecar. ``downstream`` says how the fine-tuned score is made and on
+    which labelled split it is read (:class:`DownstreamSpec`).
     """
+    n_labels, classifier, eval_split = downstream.n_labels, downstream.classifier, downstream.eval_split
     from gotd.models import encode_after_bos, new_tiny_llama
     from gotd.models import TinyLlamaSize
 
@@ -183,7 +198,7 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
 
     nll_frames, down_frames, makeup, exposure, picks = [], [], [], [], []
 
-    def downstream(model: Any, tag: dict[str, Any]) -> None:
+    def score_downstream(model: Any, tag: dict[str, Any]) -> None:
         if not labelled:
             return
         c1 = time.process_time()
@@ -200,10 +215,10 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
     c0 = time.process_time()
     nll_frames.append(score_model(base, tokenizer, scenario, block, base_tag))
     timings["score_cpu_s"] += time.process_time() - c0
-    downstream(base, base_tag)
+    score_downstream(base, base_tag)
     if labelled:
         size = TinyLlamaSize(**manifest["size"])
-        downstream(new_tiny_llama(size, len(tokenizer), seed + 1000),
+        score_downstream(new_tiny_llama(size, len(tokenizer), seed + 1000),
                    {**base_tag, "method": SCRATCH})
 
     ot_eps = float(sinkhorn(pool_emb, t_emb).diagnostics["eps"])   # one eps per seed: values comparable
@@ -247,7 +262,7 @@ def run_seed(scenario: Scenario, lm_folder: str, pool_emb: np.ndarray, target_em
         c0 = time.process_time()
         nll_frames.append(score_model(model, tokenizer, scenario, block, tag))
         timings["score_cpu_s"] += time.process_time() - c0
-        downstream(model, tag)
+        score_downstream(model, tag)
     cat = lambda xs: pd.concat(xs, ignore_index=True) if xs else pd.DataFrame()  # noqa: E731
     picks_frame = pd.DataFrame(picks)
     return SeedResult(cat(nll_frames), cat(down_frames), cat(makeup), pd.DataFrame(exposure), picks_frame,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from gotd._params import ParameterObject
 from gotd.errors import GotdError, GotdInputError
 from gotd.models import TRAIN_RECORD_NAME
 
@@ -21,7 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ParameterObject):
     """Hyperparameters of one pre-fine-tuning run (plain values, nanoGPT style).
 
     Attributes
@@ -134,14 +135,6 @@ class TrainConfig:
             raise GotdInputError(f"TrainConfig: precision={self.precision!r} is not one of {PRECISIONS}")
         if self.lora_target_modules is not None:
             object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated again); unknown names raise GotdInputError."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise GotdInputError(f"TrainConfig has no field(s) {unknown}; fields: "
-                                 f"{', '.join(f.name for f in dataclasses.fields(self))}")
-        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-native values."""
