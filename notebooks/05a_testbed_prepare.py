@@ -30,6 +30,7 @@ n_target: int = 1000  # target reservoir: each seed draws its target sample from
 n_test: int = 600  # held-out target texts (target NLL; accuracy of the fine-tuned model in the task scenario)
 n_heldout: int = 400  # held-out pool texts (pre-training curve, and what warming up costs)
 n_dev: int = 600  # dev texts of the task (the pilot's evaluation split)
+n_task_test: int = 0  # test texts of the task (accuracy and target NLL); 0: n_test (n_test also sizes the pool's draw)
 chunk_chars: int = 400  # pool documents are cut into chunks of at most this many characters
 encoder: str = "minilm"  # sentence encoder for the embedding selectors
 geometry: str = "cosine"  # embedding geometry of every embedding method: cosine (unit vectors) or euclidean
@@ -73,7 +74,7 @@ recipe = LoopRecipe(epochs=pretrain_epochs, lr=pretrain_lr, batch_size=pretrain_
                     final_lr_ratio=pretrain_final_ratio, hold_fraction=pretrain_hold)
 sizes = {"n_pool": n_pool, "n_target": n_target, "n_test": n_test, "n_heldout": n_heldout, "chunk_chars": chunk_chars}
 if scenario == "task":
-    sizes.update(n_dev=n_dev, task=task)
+    sizes.update(n_dev=n_dev, task=task, n_task_test=n_task_test or n_test)
 if smoke:
     sizes, size, recipe = testbed.smoke_settings(scenario)
     evaluate_every = 5

@@ -85,7 +85,7 @@ def draw_by_document(chunks: pd.DataFrame, counts: dict[str, int], seed: int, wh
 
 def task_scenario(task: str, data_dir: str | os.PathLike[str] = "data", *, n_pool: int = 4000, n_target: int = 500,
                   n_test: int = 300, n_heldout: int = 200, n_dev: int = 200, chunk_chars: int = 400,
-                  seed: int = 0, pool: pd.DataFrame | None = None,
+                  seed: int = 0, pool: pd.DataFrame | None = None, n_task_test: int | None = None,
                   task_splits: dict[str, pd.DataFrame] | None = None, **pool_options: Any) -> Scenario:
     """Scenario ``task``: ``task``'s unlabelled train texts as the target against the shared pool (module doc).
 
@@ -94,7 +94,10 @@ def task_scenario(task: str, data_dir: str | os.PathLike[str] = "data", *, n_poo
     and ``pool_options`` (one shared pool, so one embedding pass and one pre-trained LM serve both
     scenarios). ``n_target`` train texts are the target reservoir (each seed draws its target sample from
     it), the train split's other texts are the labels (each seed draws its own), ``n_dev`` dev texts and
-    ``n_test`` test texts are fixed. ``task_splits`` may pass the ``train``/``dev``/``test`` tables
+    ``n_task_test`` test texts (default ``n_test``) are fixed. ``n_test`` also sizes the partial scenario's
+    draw that the shared pool comes from, so the task's own test count is a parameter of its own: more test
+    texts narrow the downstream intervals without changing the pool. ``task_splits`` may pass the
+    ``train``/``dev``/``test`` tables
     (columns ``text``, ``label``).
     """
     from gotd import assets
@@ -117,15 +120,17 @@ def task_scenario(task: str, data_dir: str | os.PathLike[str] = "data", *, n_poo
         rest = frame.iloc[idx[n:]]
         out = pick.rename(columns={text_field: "text", label_field: "label"})[["text", "label"]]
         return out.assign(domain=task).reset_index(drop=True), rest
+    n_task_test = n_test if n_task_test is None else n_task_test
     target, train_rest = take(splits["train"], n_target, "train (target)")
-    test, _ = take(splits["test"], n_test, "test")
+    test, _ = take(splits["test"], n_task_test, "test")
     dev, _ = take(splits["dev"], n_dev, "dev")
     train_labels = train_rest.rename(columns={text_field: "text", label_field: "label"})
     train_labels = train_labels[["text", "label"]].assign(domain=task).reset_index(drop=True)
     report = {**{k: v for k, v in shared.report.items() if k not in ("target_make_up", "test_make_up", "scenario")},
               "scenario": "task", "task": task, "target_reservoir": n_target, "labels_reservoir": len(train_labels),
-              "sizes": {"pool": n_pool, "pool_heldout": n_heldout, "target": n_target, "test": n_test, "dev": n_dev},
-              "task_subsample": f"{n_target} target texts (the reservoir each seed draws from), {n_test} test "
+              "sizes": {"pool": n_pool, "pool_heldout": n_heldout, "target": n_target, "test": n_task_test,
+                        "dev": n_dev},
+              "task_subsample": f"{n_target} target texts (the reservoir each seed draws from), {n_task_test} test "
                                 f"and {n_dev} dev texts drawn at random (seed+1); labels from the other train "
                                 "texts"}
     return Scenario("task", shared.pool, target.drop(columns="label"), test, shared.pool_heldout,
@@ -188,6 +193,7 @@ def build_scenario(name: str, data_dir: str | os.PathLike[str] = "data", *, task
         return task_scenario(task, data_dir, **sizes)
     if name == "partial":
         sizes.pop("n_dev", None)
+        sizes.pop("n_task_test", None)
         return partial_scenario(data_dir, **sizes)
     raise GotdInputError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
 

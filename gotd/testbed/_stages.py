@@ -161,7 +161,8 @@ def prepare(scenario: str, out_dir: str | Path, *, data_dir: str = "data", cache
         np.save(out / "target_embeddings.npy", embed(scen.target["text"].tolist()))
     lm_source = ("shipped with the project" if lm.shipped_dir and Path(lm_folder).parent == Path(lm.shipped_dir)
                  else "pre-trained in this cache")
-    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_source": lm_source, "lm_manifest": manifest, "encoder": settings,
+    record = {"scenario": scenario, "lm_folder": str(lm_folder), "lm_source": lm_source, "lm_manifest": manifest,
+              "encoder": settings,
               "geometry": geometry, "embedding": embedding, "report": scen.report, "n_pool": len(scen.pool),
               "smoke": smoke,
               "pretrain_recipe": asdict(lm.recipe)}
