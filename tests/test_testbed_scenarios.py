@@ -62,6 +62,15 @@ def test_task_scenario_uses_given_splits_and_keeps_target_out_of_the_labels() ->
     assert not set(sc.target["text"]) & set(sc.labelled["train"]["text"])
     assert sc.labelled["test"]["text"].tolist() == sc.test["text"].tolist()
     assert sc.report["sizes"]["pool"] == 400 and sc.report["pool_table_chunks"] == len(_chunks())
+    # more task test texts: the same pool and target, the earlier test texts among them
+    more = _scenarios.task_scenario("toy", pool=_chunks(), task_splits=splits, n_pool=400, n_target=100, n_test=50,
+                                    n_heldout=40, n_dev=30, seed=0, n_task_test=60, **common)
+    assert len(more.test) == 60 and more.report["sizes"]["test"] == 60
+    assert more.pool["text"].tolist() == sc.pool["text"].tolist() and more.target.equals(sc.target)
+    assert more.test["text"].tolist()[:50] == sc.test["text"].tolist()
+    with pytest.raises(GotdInputError, match="61 texts wanted"):
+        _scenarios.task_scenario("toy", pool=_chunks(), task_splits=splits, n_pool=400, n_target=100, n_test=50,
+                                 n_heldout=40, n_dev=30, seed=0, n_task_test=61, **common)
 
 
 def test_scenario_round_trips_through_files(tmp_path) -> None:
