@@ -418,3 +418,55 @@ def test_a_second_run_of_the_same_folder_is_refused_while_the_first_holds_it(
         holder.wait()
     with run_lock(run_root):  # the kernel released the killed holder's lock: no stale lock
         pass
+
+
+PAIR_PARAMS = '''run_dir: str = "."  # where everything is written
+part: str = "a"  # which of the two points this is'''
+
+PAIR_BODY = '''import os, time
+from pathlib import Path
+import pandas as pd
+out = Path(run_dir)
+other = {"a": "b", "b": "a"}[part]
+(out.parent / f"{part}.ready").write_text("x")
+deadline = time.time() + 120
+while not (out.parent / f"{other}.ready").exists():   # only two points running at once get past this
+    assert time.time() < deadline, f"point {other} never ran beside point {part}"
+    time.sleep(0.1)
+pd.DataFrame([{"notebook": "pair", "task": "toy", "method": part, "budget": 0, "seed": 0, "model": "none",
+               "metric": "threads", "value": float(os.environ.get("OMP_NUM_THREADS", "0"))}]
+             ).to_csv(out / "results.csv", index=False)'''
+
+
+def test_jobs_run_points_at_once_with_a_share_of_the_threads(tmp_path: Path) -> None:
+    from gotd.runner.schedule import threads_per_job
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "pair.ipynb", PAIR_PARAMS, PAIR_BODY)
+    raw = {"name": "pair", "notebook_dir": str(folder), "jobs": 2, "grid": {"part": ["a", "b"]},
+           "stages": [{"name": "pair", "notebook": "pair.ipynb", "over": ["part"], "params": {"part": "{part}"}}]}
+    summary = run_module.run_config(validate_config(raw), reports_dir=tmp_path / "reports", progress=False,
+                                    stream_output=False, html=False)
+    assert summary.ok, summary.failed
+    table = pd.read_parquet(summary.run_root / "results.parquet")
+    assert table["value"].tolist() == [float(threads_per_job(2))] * 2
+    assert json.loads((summary.run_root / "run.json").read_text())["jobs"] == 2
+    with pytest.raises(GotdInputError, match="jobs"):
+        validate_config({**raw, "jobs": 0})
+    with pytest.raises(GotdInputError, match="jobs=0"):
+        threads_per_job(0)
+    assert threads_per_job(2, cpu_count=2) == 1 and threads_per_job(4, cpu_count=2) == 1
+
+
+def test_one_job_runs_the_pair_one_after_the_other(tmp_path: Path) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(folder / "pair.ipynb", PAIR_PARAMS, PAIR_BODY.replace("120", "3"))
+    raw = {"name": "pair", "notebook_dir": str(folder), "grid": {"part": ["a", "b"]},
+           "stages": [{"name": "pair", "notebook": "pair.ipynb", "over": ["part"], "params": {"part": "{part}"}}]}
+    summary = run_module.run_config(validate_config(raw), reports_dir=tmp_path / "reports", progress=False,
+                                    stream_output=False, html=False)
+    # the first point waits for a second that cannot start beside it: the control of the test above
+    assert summary.results["pair-part=a"].status == "failed" and "never ran beside" in str(summary.results[
+        "pair-part=a"].error)

@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     summary = run_config(config, reports_dir=args.reports_dir, fail_fast=args.fail_fast, force=args.force,
                          html=not args.no_html, progress=not args.quiet, stream_output=not args.quiet,
-                         kernel_name=args.kernel)
+                         kernel_name=args.kernel, jobs=args.jobs)
     counts: dict[str, int] = {}
     for result in summary.results.values():
         counts[result.status] = counts.get(result.status, 0) + 1

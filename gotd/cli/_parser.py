@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Jupyter kernel name (default: python3 of this interpreter, registered if needed)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bars and no notebook output on the terminal (it is still in logs/)")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="points run at once, in dependency order, each with its share of the CPU threads "
+                          "(default: the config's jobs, else 1); with more than one, notebook output goes to logs/")
 
     data = sub.add_parser("data", help="list, fetch or combine the built-in data sets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

@@ -6,6 +6,7 @@ A run configuration is a YAML mapping::
     description: one line shown by `gotd run --list`
     notebook_dir: notebooks         # optional: folder of the notebooks, relative to this file
                                     # (default: the kit's own notebooks/ folder)
+    jobs: 1                         # optional: points run at once (gotd.runner.schedule; --jobs overrides)
     grid:                           # the parameter grid: axis -> list of plain values
       task: [rotten-tomatoes]
       method: [gotd, random]
@@ -52,7 +53,7 @@ import yaml
 from gotd.errors import GotdInputError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-TOP_LEVEL_KEYS = ("name", "description", "notebook_dir", "grid", "params", "stages")
+TOP_LEVEL_KEYS = ("name", "description", "notebook_dir", "jobs", "grid", "params", "stages")
 STAGE_KEYS = ("name", "notebook", "label", "over", "after", "params", "timeout")
 PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -86,6 +87,7 @@ class RunConfig:
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    jobs: int = 1
 
     def stage(self, name: str) -> Stage:
         """Return the stage called ``name``."""
@@ -313,8 +315,11 @@ def validate_config(raw: dict[str, Any], *, where: str = "config", base_dir: Pat
             raise fail(f"{key}.label", f"two stages would write files named {stage.prefix}-*",
                        "give one of them a distinct label:")
         stages.append(stage)
+    jobs = raw.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise fail("jobs", f"{jobs!r} is not a number of points to run at once", "set jobs: to 1 or more")
     return RunConfig(name=name, grid=clean_grid, stages=tuple(stages), params=params,
-                     description=str(raw.get("description") or ""), source=where, raw=raw)
+                     description=str(raw.get("description") or ""), source=where, raw=raw, jobs=jobs)
 
 
 def _check_plain(value: Any, key: str, fail: Any) -> None:

@@ -2,8 +2,8 @@
 
 A run configuration (YAML; schema in :mod:`gotd.runner.config`) lists stages, one notebook each, and the
 grid axes each stage varies over. :func:`run_config` expands the grid into points, checks every point's
-parameters against the notebook's ``parameters`` cell before anything runs, then executes the points one
-after another in stage order::
+parameters against the notebook's ``parameters`` cell before anything runs, then executes the points in
+dependency order, one after another or ``jobs`` at once (:mod:`gotd.runner.schedule`)::
 
     reports/<run>/
       <notebook>-<axis>=<value>-....ipynb   executed notebook (also when it failed: papermill's error banner)
@@ -43,6 +43,7 @@ from gotd.runner.execute import (PointResult, check_kernel, check_parameters, en
 from gotd.runner.grid import Point, expand_points
 from gotd.outputs import check_output
 from gotd.runner.lock import LOCK_FILE, run_lock
+from gotd.runner.schedule import run_points
 from gotd.runner.report import render_html, standard_figures, write_index
 
 __all__ = ["RunSummary", "builtin_config_descriptions", "builtin_config_names", "load_config", "plan_run",
@@ -114,6 +115,7 @@ def run_config(
     progress: bool = True,
     stream_output: bool = True,
     kernel_name: str | None = None,
+    jobs: int | None = None,
 ) -> RunSummary:
     """Execute every point of the run, then collect the results and write the report.
 
@@ -136,6 +138,10 @@ def run_config(
         it is always kept in ``logs/<point>.log``.
     kernel_name : str, optional
         Jupyter kernel; default: ``python3`` when it runs this interpreter (see :func:`ensure_kernel`).
+    jobs : int, optional
+        Points run at once, in dependency order (:mod:`gotd.runner.schedule`); default: the config's ``jobs``
+        (1 when it names none). With more than one, each point runs in a worker process whose kernels get
+        an equal share of the CPU threads, and notebook progress goes to the logs only.
 
     Notebooks run with the current working directory as their working directory, so relative paths such as
     ``data/`` mean the same inside a notebook as on the command line.
@@ -148,50 +154,58 @@ def run_config(
     run_root = (Path(reports_dir) / config.name).resolve()
     with run_lock(run_root):  # a second run of the same folder stops here, naming this one's pid
         return _run_points(config, points, run_root, fail_fast=fail_fast, force=force, html=html,
-                           progress=progress, stream_output=stream_output, kernel_name=kernel_name)
+                           progress=progress, stream_output=stream_output, kernel_name=kernel_name,
+                           jobs=jobs or config.jobs)
 
 
 def _run_points(config: RunConfig, points: list[Point], run_root: Path, *, fail_fast: bool, force: bool,
-                html: bool, progress: bool, stream_output: bool, kernel_name: str | None) -> RunSummary:
+                html: bool, progress: bool, stream_output: bool, kernel_name: str | None, jobs: int) -> RunSummary:
     """The body of :func:`run_config`, under the run folder's lock."""
     summary = RunSummary(run_root=run_root, points=points)
     kernel = kernel_name or ensure_kernel()
     fingerprints = {s.name: notebook_fingerprint(s.notebook) for s in config.stages}
     executed: set[str] = set()
     started = time.perf_counter()
-    record: dict[str, Any] = {"run": config.name, "config_source": config.source, "kernel": kernel,
+    record: dict[str, Any] = {"run": config.name, "config_source": config.source, "kernel": kernel, "jobs": jobs,
                               "command": sys.argv, "cwd": os.getcwd(), **provenance()}
     cwd = Path.cwd()
-    bar = tqdm(points, desc=f"gotd run {config.name}", unit="point", disable=not progress, position=0)
-    try:
-        for point in bar:
-            bar.set_postfix_str(point.name, refresh=True)
-            bad = [d for d in point.depends_on if summary.results[d].status in ("failed", "blocked", "not run")]
-            if bad:
-                summary.results[point.name] = PointResult(
-                    point.name, point.stage.name, "blocked",
-                    error={"ename": "blocked", "evalue": f"depends on {bad[0]}, which did not finish",
-                           "notebook": str(point.stage.notebook), "cell_index": None})
-                continue
-            upstream_ran = any(d in executed for d in point.depends_on)
-            if not force and not upstream_ran and is_done(point, fingerprints[point.stage.name]):
-                summary.results[point.name] = PointResult(point.name, point.stage.name, "skipped")
-                bar.write(f"{point.name}: done earlier, skipped")
-                continue
-            result = execute_point(point, kernel_name=kernel, notebook_sha=fingerprints[point.stage.name],
-                                   cwd=cwd, progress=progress, stream_output=stream_output,
-                                   keep_partial=not (force or upstream_ran))
-            summary.results[point.name] = result
+    bar = tqdm(total=len(points), desc=f"gotd run {config.name}", unit="point", disable=not progress, position=0)
+
+    def decide(point: Point) -> tuple[PointResult | None, bool]:
+        bad = [d for d in point.depends_on if summary.results[d].status in ("failed", "blocked", "not run")]
+        if bad:
+            return PointResult(point.name, point.stage.name, "blocked",
+                               error={"ename": "blocked", "evalue": f"depends on {bad[0]}, which did not finish",
+                                      "notebook": str(point.stage.notebook), "cell_index": None}), False
+        upstream_ran = any(d in executed for d in point.depends_on)
+        if not force and not upstream_ran and is_done(point, fingerprints[point.stage.name]):
+            return PointResult(point.name, point.stage.name, "skipped"), False
+        bar.set_postfix_str(point.name, refresh=True)
+        return None, not (force or upstream_ran)
+
+    def on_outcome(point: Point, result: PointResult) -> bool:
+        summary.results[point.name] = result
+        bar.update(1)
+        if result.status == "skipped":
+            bar.write(f"{point.name}: done earlier, skipped")
+        elif result.status == "blocked":
+            return True
+        else:
             executed.add(point.name)
             if result.status == "failed":
                 err = result.error or {}
                 bar.write(f"{point.name}: FAILED in cell {err.get('cell_index')} of {point.stage.notebook.name}: "
                           f"{err.get('ename')}: {err.get('evalue')}")
-                if fail_fast:
-                    break
             else:
                 bar.write(f"{point.name}: done in {result.seconds:.1f} s")
             _write_record(run_root, config, summary, record, started)
+        return not (fail_fast and result.status == "failed")
+
+    try:
+        # execute_point looked up here at call time, so that a test can stand in for it (jobs = 1)
+        run_points(points, jobs=jobs, decide=decide, on_outcome=on_outcome, execute_fn=execute_point,
+                   notebook_sha=fingerprints, kernel_name=kernel, cwd=cwd, progress=progress,
+                   stream_output=stream_output)
     finally:
         bar.close()
         for point in points:
