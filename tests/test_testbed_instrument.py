@@ -195,3 +195,18 @@ def test_readme_tables_are_written_from_the_compare_files(tmp_path) -> None:
     assert "| s | pretrained | **FAILED** | scratch ties |" in text
     assert "| s:accuracy:gotd:base | +2.00 pts | [-1.00, +5.00] | 0.2 | not resolved |" in text
     assert "| s | accuracy | scratch | 24576 | -1.00 | [-3.00, +1.00] |" in text
+
+
+def test_rare_domain_share_is_reported_for_the_partial_scenario_only() -> None:
+    from gotd.testbed._figures import makeup_table
+    from gotd.testbed._stages import rare_share_sentences
+
+    rows = [{"scenario": scen, "method": m, "budget": 10, "seed": 0, "domain": d, "count": c}
+            for scen in ("task", "partial") for m, (d, c) in (("gotd", ("tweets", 3)), ("gotd", ("wiki", 7)),
+                                                             ("random", ("wiki", 10)))]
+    makeup = makeup_table(pd.DataFrame(rows))
+    report = {"rare": "tweets", "rare_share": 0.02}
+    preps = [{"scenario": "task", "report": {**report, "scenario": "task"}},     # keeps the pool's rare domain
+             {"scenario": "partial", "report": {**report, "scenario": "partial"}}]
+    sentences = rare_share_sentences(makeup, preps, {"task": "Task", "partial": "Partial"})
+    assert len(sentences) == 1 and sentences[0].startswith("Partial") and "gotd 30%" in sentences[0]

@@ -459,6 +459,8 @@ def rare_share_sentences(makeup: pd.DataFrame, preps: Sequence[dict[str, Any]], 
     for prep in preps:
         rare = prep.get("report", {}).get("rare")
         scen = prep["scenario"]
+        if prep.get("report", {}).get("scenario") != "partial":
+            continue   # the task scenario's report keeps the shared pool's rare domain, but its target has none
         if not rare or makeup.empty or rare not in makeup.columns or scen not in makeup.index.get_level_values(0):
             continue
         share = makeup.loc[scen, rare]
