@@ -62,6 +62,9 @@ def test_task_scenario_uses_given_splits_and_keeps_target_out_of_the_labels() ->
     assert not set(sc.target["text"]) & set(sc.labelled["train"]["text"])
     assert sc.labelled["test"]["text"].tolist() == sc.test["text"].tolist()
     assert sc.report["sizes"]["pool"] == 400 and sc.report["pool_table_chunks"] == len(_chunks())
+    # the testbed's own pool's duplicates are counted in its report (the full table's are not said)
+    assert sc.report["pool_exact_duplicates"] == partial.report["pool_exact_duplicates"] == \
+        sc.pool["text"].duplicated().sum()
 
 
 def test_scenario_round_trips_through_files(tmp_path) -> None:
