@@ -209,3 +209,30 @@ def test_01_select_at_smoke_size_in_jupyterlab(lab: dict, tmp_path: Path) -> Non
     assert widget_views and shown["progress_widgets"] >= 1
     assert not any("IProgress not found" in t or "HBox(children" in t for t in shown["text"])
     print(f"screenshots: {tmp_path / '01_select.png'}, {tmp_path / '01_select-progress.png'}")
+
+
+def _api(lab: dict, path: str, method: str = "GET", body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{lab['base']}/api/contents/{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"token {lab['token']}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_a_script_opens_as_a_notebook_on_its_kernel_and_saving_writes_both_in_sync(lab: dict) -> None:
+    """Open With > Jupytext Notebook on a .py alone: the server's jupytext contents manager reads it as a
+    notebook that names the kernel (no picker), and a save writes the paired .ipynb beside it, in sync."""
+    jupytext = pytest.importorskip("jupytext")
+    folder = lab["root"] / "notebooks"
+    shutil.copy(REPO / "notebooks" / "00_ot_gradients_explained.py", folder / "from_script.py")
+    model = _api(lab, "from_script.py?type=notebook&content=1")
+    assert model["type"] == "notebook"
+    assert model["content"]["metadata"]["kernelspec"]["name"] == "python3"
+    assert model["content"]["metadata"]["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
+    _api(lab, "from_script.py", "PUT", {"type": "notebook", "format": "json", "content": model["content"]})
+    paired = nbformat.read(folder / "from_script.ipynb", as_version=4)
+    script = jupytext.read(folder / "from_script.py")
+    assert paired.metadata["kernelspec"]["name"] == script.metadata["kernelspec"]["name"] == "python3"
+    assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in script.cells]
+    assert (folder / "from_script.py").read_text() == (REPO / "notebooks" / "00_ot_gradients_explained.py").read_text()
