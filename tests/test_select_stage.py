@@ -126,6 +126,7 @@ def test_notebook_path_says_the_pool_and_target_duplicates_once_each(tmp_path: P
     assert sum(line.startswith("pool: 2 of 5 chunks repeat an earlier chunk's text exactly") for line in about) == 1
     assert sum(line.startswith("target: 1 of 3 texts repeat an earlier text exactly") for line in about) == 1
     assert pool.attrs["exact_duplicates"] == 2
+    assert not any("(frame)" in line for line in said), said  # the notebook has said the frames' sizes itself
 
 
 def test_stage_says_the_duplicates_of_a_frame_it_did_not_load(tmp_path: Path) -> None:

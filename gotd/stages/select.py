@@ -219,7 +219,8 @@ def select_stage(
         check_file_output(path, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
                           record_suffix=SIDECAR_SUFFIX)
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
-    if log is not None:
+    if log is not None and not (isinstance(pool, pd.DataFrame) and isinstance(target, pd.DataFrame)):
+        # frames handed in are the caller's, who has said their sizes (01_select prints them); names loaded here not
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
     result = SelectResult(pool=pool_df, target=target_df, n_exact_duplicates=count_exact_duplicates(
         pool_df["text"].tolist()))
