@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -199,15 +202,41 @@ def test_train_evaluate_and_data_pool_refuse_an_input_as_output(files: tuple[Pat
     assert pool.read_bytes() == before
 
 
-def test_select_says_how_many_exact_duplicates_the_pool_holds(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def _terminal(argv: list[object]) -> str:
+    """What ``gotd ARGV`` prints on a terminal (stdout and stderr), run as its own process: the logging of a
+    command line without handlers, which pytest's own log capture would hide from capsys."""
+    done = subprocess.run([sys.executable, "-c", "import sys; from gotd.cli import main; sys.exit(main(sys.argv[1:]))",
+                           *map(str, argv)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def _duplicate_lines(text: str, folder: Path) -> list[str]:
+    """The lines that speak of duplicates (the folder's name, which holds the test's, left out)."""
+    lines = [line.replace(str(folder), "<tmp>") for line in text.splitlines()]
+    return [line for line in lines if "exact" in line or "duplicate" in line]
+
+
+def test_select_says_the_exact_duplicates_once_each_with_what_was_done_and_how_to_change_it(tmp_path: Path) -> None:
+    # the pool: "a b c" three times (2 duplicates); the target: "x y" twice (1 duplicate)
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": t} for t in ["a b c", "d e f", "a b c", "g h", "a b c"]])
-    target = write_jsonl(tmp_path / "target.jsonl", [{"text": "a b"}])
+    target = write_jsonl(tmp_path / "target.jsonl", [{"text": t} for t in ["x y", "z", "x y"]])
     out = tmp_path / "sel.jsonl"
-    assert run(["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "random", "--out", out,
-                "--quiet"]) == 0
-    assert "2 of 5 rows repeat an earlier row's text exactly" in capsys.readouterr().err
+    select = ["select", "--pool", pool, "--target", target, "--budget", 2, "--method", "random", "--out", out,
+              "--quiet"]
+    lines = _duplicate_lines(_terminal(select), tmp_path)
+    assert len(lines) == 2, lines  # one about the pool, one about the target: no count said twice
+    pool_line, target_line = sorted(lines)
+    assert pool_line.startswith("pool: 2 of 5 chunks repeat an earlier chunk's text exactly and are kept")
+    assert "--dedup" in pool_line
+    assert target_line.startswith("target: 1 of 3 texts repeat an earlier text exactly and are kept")
     assert json.loads(Path(f"{out}.json").read_text())["extra"]["n_exact_duplicates"] == 2
+
+    lines = [line for line in _duplicate_lines(_terminal([*select, "--dedup"]), tmp_path) if line.startswith("pool:")]
+    assert lines == ["pool: dedup dropped 2 of 5 documents as duplicates (same text up to whitespace)"]
+    sidecar = json.loads(Path(f"{out}.json").read_text())["extra"]
+    assert sidecar["n_exact_duplicates"] == 0 and sidecar["n_duplicates_removed"] == 2
 
 
 @pytest.mark.parametrize("flags", [["--eps", "inf"], ["--eps", "nan"], ["--eps", "0"], ["--eps-rel", "-1"],

@@ -121,6 +121,34 @@ def test_committed_notebook_has_no_outputs_and_matches_its_script(path: Path) ->
             f"{path.name} cell {i} differs from the paired script; run `jupytext --sync {path.with_suffix('.py')}`")
 
 
+KERNELSPEC = {"name": KERNEL, "display_name": "Python 3 (ipykernel)", "language": "python"}
+"""The venv's own kernel (ipykernel's built-in spec): JupyterLab opens on it without a kernel picker."""
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
+def test_committed_notebook_and_its_script_name_the_kernel_and_the_clean_filter_keeps_it(path: Path) -> None:
+    import subprocess
+
+    from papermill.utils import nb_kernel_name, nb_language
+
+    fix = (f"set it in {path.name}'s metadata (and its notebook_metadata_filter to that of notebooks/jupytext.toml), "
+           f"then `jupytext --sync {path}`")
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec") == KERNELSPEC, f"{path.name} names no python3 kernel; {fix}"
+    assert nb.metadata.get("language_info", {}).get("name") == "python", f"{path.name}: no language_info name; {fix}"
+    assert nb_kernel_name(nb) == KERNEL and nb_language(nb) == "python"  # papermill runs it without -k
+    script = jupytext.read(path.with_suffix(".py"))  # the .py header carries them too, for a notebook opened from it
+    assert script.metadata.get("kernelspec") == KERNELSPEC, f"{path.with_suffix('.py').name}: no kernel; {fix}"
+    assert script.metadata.get("language_info") == {"name": "python"}, f"{path.with_suffix('.py').name}: {fix}"
+    # what git stores: the notebook through the nbstripout clean filter (with this repository's git config)
+    stored = subprocess.run([sys.executable, "-m", "nbstripout", "-t", str(path)], capture_output=True, text=True,
+                            cwd=REPO, check=True).stdout
+    stored_nb = nbformat.reads(stored, as_version=4)
+    assert stored_nb.metadata.get("kernelspec") == KERNELSPEC and stored_nb.metadata["language_info"]["name"] == "python"
+    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in stored_nb.cells)
+    assert stored_nb.metadata == nb.metadata, f"{path.name} has metadata nbstripout strips; run `nbstripout {path}`"
+
+
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.stem)
 def test_parameters_cell_is_plain_literals_with_run_dir_and_smoke(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)

@@ -4,8 +4,9 @@ A ``jupyter lab`` server starts on a free loopback port with a token, in a tempo
 notebooks, ``jupytext.toml``, an empty ``pyproject.toml`` so run folders land there) with its own
 config, runtime, settings and workspace folders. Chromium (the system's, through Playwright's Python
 package: no browser download) opens ``00_ot_gradients_explained`` at its default size and ``01_select``
-after typing ``smoke = True`` into its parameters cell, picks the kernel in the dialog, runs all cells
-from the Run menu and saves. Checked: every cell ran and the kernel is idle, no error output, every
+after typing ``smoke = True`` into its parameters cell, runs all cells from the Run menu and saves.
+Checked: JupyterLab started the kernel the notebook names (Python 3 (ipykernel)) without a kernel
+picker, every cell ran and the kernel is idle, no error output, every
 figure drawn as an image, tqdm's progress bars drawn as widgets (ipywidgets), not as text, and the
 paired ``.py`` written on save with the typed line. A screenshot
 per notebook (and one of 01's progress bars) is saved in the test's temporary folder.
@@ -38,6 +39,12 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_S = 900
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+KERNEL_READY_OR_DIALOG = """() => {
+    if (document.querySelector('.jp-Dialog')) return true;
+    const name = document.querySelector('.jp-Toolbar-kernelName');
+    const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator');
+    return !!name && !!indicator && name.textContent.trim() !== 'No Kernel' && indicator.dataset.status === 'idle';
+}"""
 
 
 def _free_port() -> int:
@@ -113,7 +120,6 @@ def _prompts(page) -> list[str]:
 def _run_all(lab: dict, name: str, shots: Path, *, parameters_line: str | None = None) -> dict:
     """Open ``name`` in a fresh workspace, optionally type a line at the end of its parameters cell, Run All,
     wait for the kernel to finish, save, screenshot; return what the page showed."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -122,12 +128,12 @@ def _run_all(lab: dict, name: str, shots: Path, *, parameters_line: str | None =
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            # the committed notebooks name no kernel: JupyterLab asks which, the reader accepts Python 3
-            try:
-                page.click(".jp-Dialog .jp-mod-accept", timeout=90_000)
-            except PlaywrightTimeout:
-                pass  # a JupyterLab that picks the kernel by itself
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+            # the notebooks name the venv's python3 kernel: JupyterLab starts it without asking which. The
+            # indicator reads "idle" already while the toolbar says "No Kernel": wait for a named, idle kernel
+            page.wait_for_function(KERNEL_READY_OR_DIALOG, timeout=120_000)
+            assert page.query_selector(".jp-Dialog") is None, (
+                f"{name}: JupyterLab asked for a kernel: {page.text_content('.jp-Dialog')}")
+            kernel_name = page.text_content(".jp-Toolbar-kernelName")
             if parameters_line:
                 page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".cm-content").click()
                 page.keyboard.press("Control+End")
@@ -147,7 +153,7 @@ def _run_all(lab: dict, name: str, shots: Path, *, parameters_line: str | None =
             page.keyboard.press("Control+s")
             page.wait_for_selector(".lm-TabBar-tab.jp-mod-current:not(.jp-mod-dirty)", timeout=30_000)
             shown = {
-                "prompts": prompts, "status": status,
+                "prompts": prompts, "status": status, "kernel": (kernel_name or "").strip(),
                 "images": page.eval_on_selector_all(".jp-RenderedImage img",
                                                     "els => els.map(e => [e.naturalWidth, e.naturalHeight])"),
                 "progress_widgets": len(page.query_selector_all(".jp-OutputArea-output .widget-hprogress")),
@@ -172,7 +178,7 @@ def _run_all(lab: dict, name: str, shots: Path, *, parameters_line: str | None =
 
 def _check(lab: dict, name: str, shown: dict) -> nbformat.NotebookNode:
     """The checks common to both notebooks: kernel idle, every figure an image in the page and the file."""
-    assert shown["status"] == "idle"
+    assert shown["status"] == "idle" and shown["kernel"] == "Python 3 (ipykernel)", shown["kernel"]
     saved = lab["root"] / "notebooks" / f"{name}.ipynb"
     n_png = assert_reader_view(saved, lab["root"] / "reports" / "interactive" / name)
     assert n_png >= 1 and len(shown["images"]) == n_png, (n_png, shown["images"])
@@ -203,3 +209,30 @@ def test_01_select_at_smoke_size_in_jupyterlab(lab: dict, tmp_path: Path) -> Non
     assert widget_views and shown["progress_widgets"] >= 1
     assert not any("IProgress not found" in t or "HBox(children" in t for t in shown["text"])
     print(f"screenshots: {tmp_path / '01_select.png'}, {tmp_path / '01_select-progress.png'}")
+
+
+def _api(lab: dict, path: str, method: str = "GET", body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{lab['base']}/api/contents/{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"token {lab['token']}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_a_script_opens_as_a_notebook_on_its_kernel_and_saving_writes_both_in_sync(lab: dict) -> None:
+    """Open With > Jupytext Notebook on a .py alone: the server's jupytext contents manager reads it as a
+    notebook that names the kernel (no picker), and a save writes the paired .ipynb beside it, in sync."""
+    jupytext = pytest.importorskip("jupytext")
+    folder = lab["root"] / "notebooks"
+    shutil.copy(REPO / "notebooks" / "00_ot_gradients_explained.py", folder / "from_script.py")
+    model = _api(lab, "from_script.py?type=notebook&content=1")
+    assert model["type"] == "notebook"
+    assert model["content"]["metadata"]["kernelspec"]["name"] == "python3"
+    assert model["content"]["metadata"]["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
+    _api(lab, "from_script.py", "PUT", {"type": "notebook", "format": "json", "content": model["content"]})
+    paired = nbformat.read(folder / "from_script.ipynb", as_version=4)
+    script = jupytext.read(folder / "from_script.py")
+    assert paired.metadata["kernelspec"]["name"] == script.metadata["kernelspec"]["name"] == "python3"
+    assert [(c.cell_type, c.source) for c in paired.cells] == [(c.cell_type, c.source) for c in script.cells]
+    assert (folder / "from_script.py").read_text() == (REPO / "notebooks" / "00_ot_gradients_explained.py").read_text()

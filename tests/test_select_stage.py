@@ -124,3 +124,35 @@ def test_stage_takes_its_settings_as_one_object_or_as_keywords(tmp_path: Path) -
     with pytest.raises(GotdInputError, match="config must be a SelectConfig, got dict"):
         select_stage(pool, target, 7, {"methods": ["gotd"]}, out=tmp_path / "d", progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_notebook_path_says_the_pool_and_target_duplicates_once_each(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """01_select's path (the loaders, then the stage on their frames) says each count once, not per layer."""
+    from gotd.stages import inputs
+
+    pool_file = tmp_path / "pool.jsonl"
+    pool_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["a b c", "d e f", "a b c", "g h", "a b c"]))
+    target_file = tmp_path / "target.jsonl"
+    target_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["x y", "z", "x y"]))
+    with caplog.at_level("INFO", logger="gotd"):
+        pool = inputs.load_pool(str(pool_file), progress=False)
+        target = inputs.load_target(str(target_file))
+        select_stage(pool, target, 2, methods=["random"], out=tmp_path / "sel", log=print, progress=False)
+    said = [r.getMessage() for r in caplog.records] + capsys.readouterr().out.splitlines()
+    about = [line for line in said if "exact" in line or "duplicate" in line]
+    assert len(about) == 2, about
+    assert sum(line.startswith("pool: 2 of 5 chunks repeat an earlier chunk's text exactly") for line in about) == 1
+    assert sum(line.startswith("target: 1 of 3 texts repeat an earlier text exactly") for line in about) == 1
+    assert pool.attrs["exact_duplicates"] == 2
+    assert not any("(frame)" in line for line in said), said  # the notebook has said the frames' sizes itself
+
+
+def test_stage_says_the_duplicates_of_a_frame_it_did_not_load(tmp_path: Path) -> None:
+    pool, target = _frames()
+    pool.loc[1, "text"] = pool.loc[0, "text"]
+    notes: list[str] = []
+    select_stage(pool, target, 2, methods=["random"], out=tmp_path / "sel", log=notes.append, progress=False)
+    assert [n for n in notes if "exact" in n] == [
+        "pool: 1 of 40 rows repeat an earlier row's text exactly and are kept (a method may select both copies); "
+        "dedup=True (gotd select --dedup) drops duplicate documents before chunking"]

@@ -71,6 +71,9 @@ def test_task_scenario_uses_given_splits_and_keeps_target_out_of_the_labels() ->
     with pytest.raises(GotdInputError, match="61 texts wanted"):
         _scenarios.task_scenario("toy", pool=_chunks(), task_splits=splits, n_pool=400, n_target=100, n_test=50,
                                  n_heldout=40, n_dev=30, seed=0, n_task_test=61, **common)
+    # the testbed's own pool's duplicates are counted in its report (the full table's are not said)
+    assert sc.report["pool_exact_duplicates"] == partial.report["pool_exact_duplicates"] == \
+        sc.pool["text"].duplicated().sum()
 
 
 def test_scenario_round_trips_through_files(tmp_path) -> None:

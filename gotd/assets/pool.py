@@ -100,6 +100,7 @@ def build_pool(
     keep_overlap: bool = False,
     fetch_missing: bool = True,
     progress: bool = False,
+    warn_duplicates: bool = True,
 ) -> pd.DataFrame:
     """The multi-domain candidate pool: pool data sets concatenated, decontaminated and chunked.
 
@@ -123,6 +124,10 @@ def build_pool(
         Fetch data sets that are not built yet (otherwise :func:`load` raises).
     progress : bool
         Progress bar over documents while chunking.
+    warn_duplicates : bool
+        Log the warning about exact duplicate rows. A caller that draws or chunks its own table from these
+        rows and says that table's count (the select stage, the testbed) turns it off; the count is in the
+        report either way.
 
     Returns
     -------
@@ -132,7 +137,7 @@ def build_pool(
         source, the total, the exact duplicates among the rows (kept; a warning is logged when there are
         any) and the overlap per task found among documents and then among chunks.
     """
-    from gotd.data import chunk_documents, report_exact_duplicates
+    from gotd.data import chunk_documents, count_exact_duplicates, report_exact_duplicates
 
     sources = list(sources) if sources is not None else default_names("pool")
     tasks = list(tasks) if tasks is not None else default_names("task")
@@ -168,7 +173,8 @@ def build_pool(
     pool.attrs = {"report": {
         "sources": per_source,
         "total_chunks": len(pool),
-        "exact_duplicates": report_exact_duplicates(pool["text"].tolist(), "pool", "rows"),
+        "exact_duplicates": (report_exact_duplicates(pool["text"].tolist(), "pool", "rows") if warn_duplicates
+                             else count_exact_duplicates(pool["text"].tolist())),
         "total_chars": int(pool["text"].str.len().sum()),
         "domains": pool["domain"].value_counts().to_dict(),
         "chunk_chars": chunk_chars,
@@ -200,11 +206,14 @@ def build_builtin_pool(data_dir: str | os.PathLike[str] = "data", *,
     """The built-in pool (``pool="builtin"``): whole documents with ``id``, ``text``, ``domain`` columns.
 
     Wikipedia leads, Guardian headlines, debate statements and convention speeches by default (the
-    callers chunk it themselves, :func:`gotd.stages.load_pool`). With ``decontaminate`` rows equal (exactly or normalised) to a text of any default
-    task's dev or test split are removed; counts per task are in ``df.attrs["removed_test_overlap"]``.
+    callers chunk it themselves, :func:`gotd.stages.load_pool`). With ``decontaminate`` rows equal (exactly or
+    normalised) to a text of any default task's dev or test split are removed; counts per task are in
+    ``df.attrs["removed_test_overlap"]``. Exact duplicate documents are counted in the report, not warned
+    about: the caller chunks these rows and says the chunks' count (:func:`gotd.stages.inputs.prepare_pool`).
     """
     tasks = (list(tasks) if tasks is not None else default_names("task")) if decontaminate else []
-    pool = build_pool(data_dir, sources=sources, chunk_chars=None, tasks=tasks, fetch_missing=fetch_missing)
+    pool = build_pool(data_dir, sources=sources, chunk_chars=None, tasks=tasks, fetch_missing=fetch_missing,
+                      warn_duplicates=False)
     report = pool.attrs["report"]
     out = pool[["id", "text", "domain"]].copy()
     out.attrs = {"removed_test_overlap": {t: v["normalized"] for t, v in report["held_out"]["documents"].items()

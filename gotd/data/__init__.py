@@ -10,7 +10,8 @@ and 0-based indices for in-memory inputs (what Python shows).
 Exact duplicates are kept unless :func:`deduplicate` is asked for, but never silently: :func:`read_texts`
 and :func:`chunk_documents` count the rows whose exact text appeared earlier
 (:func:`count_exact_duplicates`; :func:`report_exact_duplicates` counts and warns), store the count in ``df.attrs["exact_duplicates"]`` and log a warning
-when it is not zero.
+when it is not zero, unless told ``warn_duplicates=False`` by a caller that says the count itself, once, for
+the table it makes (the select stage's loaders in :mod:`gotd.stages.inputs`).
 
 Layout (private files, one job each): ``_readers`` (sources to one table), ``_validate`` (fields, ids,
 texts), ``_chunking`` (pool chunks, target packs), ``_dedup`` (fingerprints, duplicate counts,

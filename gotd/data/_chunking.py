@@ -56,7 +56,7 @@ def _as_texts(docs: Any) -> pd.DataFrame:
             raise GotdInputError(f"document id '{dup}' appears more than once; make the ids unique "
                                  "(read_texts checks this)")
         return docs
-    return read_texts(docs)
+    return read_texts(docs, warn_duplicates=False)  # the chunks' duplicates are the ones said
 
 
 def chunk_documents(docs: Any, *, chunk_chars: int = 1000, min_chunk_chars: int = 1,
@@ -80,7 +80,8 @@ def chunk_documents(docs: Any, *, chunk_chars: int = 1000, min_chunk_chars: int 
         Show a progress bar over documents.
     warn_duplicates : bool
         Log the warning about exact duplicate chunks. A caller that reports the duplicates of the table it
-        makes from the chunks (:func:`gotd.assets.build_pool`) turns it off, so the count is said once.
+        makes from the chunks (:func:`gotd.assets.build_pool`, :func:`gotd.stages.inputs.prepare_pool`) turns
+        it off, so the count is said once.
 
     Returns
     -------

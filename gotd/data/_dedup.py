@@ -36,12 +36,15 @@ def count_exact_duplicates(texts: Iterable[str]) -> int:
 
 
 def report_exact_duplicates(texts: list[str], label: str, unit: str) -> int:
-    """Count the exact duplicates of ``texts`` and log a warning naming ``label`` when there are any."""
+    """Count the exact duplicates of ``texts`` and log a warning naming ``label`` when there are any.
+
+    The warning of a direct library call. The stages read with it off and say the count once themselves, for
+    the table a method selects from (:func:`gotd.stages.inputs.prepare_pool`), with the front door's option.
+    """
     count = count_exact_duplicates(texts)
     if count:
         logger.warning("%s: %d of %d %s are exact copies of an earlier %s; they are kept (drop them with "
-                       "gotd.data.deduplicate, --dedup on the command line)", label, count, len(texts), unit,
-                       unit.rstrip("s"))
+                       "gotd.data.deduplicate)", label, count, len(texts), unit, unit.rstrip("s"))
     return count
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gotd.data._dedup import report_exact_duplicates
+from gotd.data._dedup import count_exact_duplicates, report_exact_duplicates
 from gotd.data._validate import (
     _require_fields,
     _resolve_carried,
@@ -50,6 +50,7 @@ def read_texts(
     id_field: str | None = None,
     keep_fields: Sequence[str] | None = None,
     drop_empty: bool = False,
+    warn_duplicates: bool = True,
 ) -> pd.DataFrame:
     """Read and validate a text collection.
 
@@ -70,6 +71,9 @@ def read_texts(
     drop_empty : bool
         Drop rows whose text is empty, whitespace only or null instead of raising. The number
         dropped is logged and stored in ``df.attrs["dropped_empty"]``.
+    warn_duplicates : bool
+        Log the warning about exact duplicate texts. A caller that says the count itself, once, for the table
+        it makes from these rows (:func:`gotd.stages.inputs.prepare_pool`) turns it off.
 
     Returns
     -------
@@ -121,7 +125,8 @@ def read_texts(
     out = pd.DataFrame({"id": ids, "text": [texts[i] for i in rows]})
     for column in carried:
         out[column] = frame[column].iloc[rows].reset_index(drop=True)
-    exact = report_exact_duplicates(out["text"].tolist(), label, "texts")
+    exact = (report_exact_duplicates(out["text"].tolist(), label, "texts") if warn_duplicates
+             else count_exact_duplicates(out["text"].tolist()))
     out.attrs = {"source": label, "dropped_empty": len(empty), "exact_duplicates": exact}
     return out
 

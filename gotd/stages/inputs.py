@@ -12,6 +12,7 @@ files are still read.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ import pandas as pd
 from gotd.data import chunk_documents, deduplicate, pack_targets, read_texts
 from gotd.errors import GotdInputError
 from gotd.paths import resolve_path
+
+logger = logging.getLogger("gotd.stages")
 
 BUILTIN_POOL = "builtin"
 """The name of the built-in candidate pool (``"demo"`` before; that name now belongs to ``gotd run demo`` alone)."""
@@ -45,24 +48,78 @@ def prepare_pool(source: Any, *, text_field: str = "text", chunk_chars: int | No
 
     ``chunk_chars=None`` keeps documents whole. The result keeps ``doc_id`` and the character offsets of
     every chunk, so a selection can be traced back to its source document.
+
+    Exact duplicates are said here, once, in one logged line about the rows the methods select from (the
+    chunks): how many, that they are kept, and how to drop them (``dedup``); with ``dedup``, how many
+    documents it removed. The reading and the chunking below are told not to say their own counts of the
+    same texts. ``attrs``: ``exact_duplicates`` (rows whose exact text is an earlier row's) and, with
+    ``dedup``, ``duplicates_removed`` (documents dropped).
     """
-    docs = read_texts(source, text_field=text_field, drop_empty=drop_empty)
+    docs = read_texts(source, text_field=text_field, drop_empty=drop_empty, warn_duplicates=False)
+    n_docs = len(docs)
     if dedup:
         docs = deduplicate(docs)
-    out = docs if chunk_chars is None else chunk_documents(docs, chunk_chars=chunk_chars, progress=progress)
+    out = docs if chunk_chars is None else chunk_documents(docs, chunk_chars=chunk_chars, progress=progress,
+                                                           warn_duplicates=False)
     out = out.reset_index(drop=True)
     if dedup:  # kept through the chunking, for the note and the sidecar
         out.attrs["duplicates_removed"] = docs.attrs["duplicates_removed"]
+    note = pool_duplicates_note(out.attrs["exact_duplicates"], len(out), removed=out.attrs.get("duplicates_removed"),
+                                n_documents=n_docs, unit="documents" if chunk_chars is None else "chunks")
+    if note:
+        logger.warning(note)
     return out
+
+
+def pool_duplicates_note(n_duplicates: int, n_rows: int, *, removed: int | None = None, n_documents: int = 0,
+                         unit: str = "chunks") -> str:
+    """The one line about a pool's exact duplicates: how many, what was done with them, how to change that.
+
+    Parameters
+    ----------
+    n_duplicates : int
+        Rows whose exact text is an earlier row's (kept).
+    n_rows : int
+        Rows of the pool the methods select from.
+    removed : int, optional
+        Documents ``dedup`` dropped before chunking; None when ``dedup`` was not asked for.
+    n_documents : int
+        Documents read, before ``dedup``.
+    unit : str
+        What a row is: ``"chunks"`` or ``"documents"``.
+
+    Returns
+    -------
+    str
+        The line, or ``""`` when there is nothing to say (no duplicates and no ``dedup``).
+    """
+    one = unit.rstrip("s")
+    if removed is None:
+        if not n_duplicates:
+            return ""
+        return (f"pool: {n_duplicates:,} of {n_rows:,} {unit} repeat an earlier {one}'s text exactly and are kept "
+                "(a method may select both copies); dedup=True (gotd select --dedup) drops duplicate documents "
+                "before chunking")
+    line = f"pool: dedup dropped {removed:,} of {n_documents:,} documents as duplicates (same text up to whitespace)"
+    if n_duplicates:
+        line += (f"; {n_duplicates:,} of {n_rows:,} {unit} still repeat an earlier {one}'s text exactly (from "
+                 "different documents) and are kept")
+    return line
 
 
 def prepare_target(source: Any, *, text_field: str = "text", chunk_chars: int | None = 1000,
                    drop_empty: bool = False) -> pd.DataFrame:
     """Read the target samples and pack short ones together up to ``chunk_chars`` characters (as the paper).
 
-    ``chunk_chars=None`` keeps one row per sample.
+    ``chunk_chars=None`` keeps one row per sample. Exact duplicate samples are kept and said in one logged
+    line (the reading is told not to say them again).
     """
-    samples = read_texts(source, text_field=text_field, drop_empty=drop_empty)
+    samples = read_texts(source, text_field=text_field, drop_empty=drop_empty, warn_duplicates=False)
+    n_duplicates = samples.attrs["exact_duplicates"]
+    if n_duplicates:
+        logger.warning(f"target: {n_duplicates:,} of {len(samples):,} texts repeat an earlier text exactly and are "
+                       "kept (each copy weighs in the target); drop them from the target (gotd.data.deduplicate) "
+                       "to count each once")
     if chunk_chars is None:
         return samples.reset_index(drop=True)
     return pack_targets(samples, chunk_chars=chunk_chars).reset_index(drop=True)
@@ -129,15 +186,17 @@ def load_pool(pool: str = BUILTIN_POOL, *, text_field: str = "text", chunk_chars
 
 def load_task(target: str, *, split: str | None = "train", text_field: str = "text",
               data_dir: str | os.PathLike[str] = "data", smoke: bool = False, seed: int = 0,
-              drop_empty: bool = False) -> pd.DataFrame:
+              drop_empty: bool = False, warn_duplicates: bool = True) -> pd.DataFrame:
     """A task's rows (with ``label`` when it has labels), one split or all (``split=None``), unpacked.
 
     Built-in task names are fetched into ``data_dir`` when missing; in smoke mode any name that is not a
     file path is replaced by :func:`gotd.toy.toy_text_task`. Files are read as they are; ``split`` filters a ``split`` column when the
-    file has one and is otherwise ignored for files.
+    file has one and is otherwise ignored for files. ``warn_duplicates`` is :func:`gotd.data.read_texts`'s
+    (off in :func:`load_target`, whose :func:`prepare_target` says the count).
     """
     if looks_like_file(target):
-        frame = read_texts(_existing_file(target, "target"), text_field=text_field, drop_empty=drop_empty)
+        frame = read_texts(_existing_file(target, "target"), text_field=text_field, drop_empty=drop_empty,
+                           warn_duplicates=warn_duplicates)
     elif smoke:
         from gotd.toy import toy_text_task
 
@@ -169,7 +228,7 @@ def load_target(target: str, *, split: str | None = "train", text_field: str = "
     ``chunk_chars`` of 0 or None keeps one row per sample.
     """
     rows = load_task(target, split=split, text_field=text_field, data_dir=data_dir, smoke=smoke, seed=seed,
-                     drop_empty=drop_empty)
+                     drop_empty=drop_empty, warn_duplicates=False)
     return prepare_target(rows[["id", "text"]] if "id" in rows.columns else rows[["text"]],
                           chunk_chars=chunk_chars or None)
 

@@ -9,6 +9,7 @@ file), ``gotd select-demo`` (every method into a folder), notebook ``01_select``
 
     load      pool and target by name or path (gotd.stages.inputs), chunked / packed to chunk_chars characters
     check     methods known to the registry, outputs not among the inputs, pool size, duplicates counted
+              (said once, by the loader that made the pool: gotd.stages.inputs.prepare_pool)
     embed     once, only when a method reads embeddings (or the caller asks for them), cached on disk
     select    each method reads what the registry says it reads (embeddings, texts or nothing)
     write     <out>/<method>.jsonl (or the file named for it) plus its JSON sidecar, atomically
@@ -35,6 +36,7 @@ from gotd.outputs import check_file_output
 from gotd.selection import SIDECAR_SUFFIX, Selection, save_selection
 from gotd.data import count_exact_duplicates
 from gotd.stages._registry import accepts, selector_specs
+from gotd.stages.inputs import pool_duplicates_note
 
 __all__ = ["SelectConfig", "SelectResult", "check_select_parameters", "encoder_for", "select_all", "select_stage", "selection_outputs"]
 
@@ -236,17 +238,17 @@ def select_stage(
         check_file_output(path, inputs={k: v for k, v in named.items() if not isinstance(v, pd.DataFrame)},
                           record_suffix=SIDECAR_SUFFIX)
     pool_df, target_df = _load(pool, target, dict(load or {}), progress)
-    if log is not None:
+    if log is not None and not (isinstance(pool, pd.DataFrame) and isinstance(target, pd.DataFrame)):
+        # frames handed in are the caller's, who has said their sizes (01_select prints them); names loaded here not
         log(f"pool: {len(pool_df)} chunks from {_name(pool)}; target: {len(target_df)} texts from {_name(target)}")
     result = SelectResult(pool=pool_df, target=target_df, n_exact_duplicates=count_exact_duplicates(
         pool_df["text"].tolist()))
     removed = pool_df.attrs.get("duplicates_removed")  # None: no dedup asked for
-    if log is not None and removed is not None:
-        log(f"pool: --dedup removed {removed} duplicate document(s) before chunking")
-    if result.n_exact_duplicates and log is not None:
-        why = ("kept: they come from different documents, which --dedup compares whole" if removed is not None
-               else "kept; --dedup / dedup=True drops duplicate documents")
-        log(f"pool: {result.n_exact_duplicates} of {len(pool_df)} rows repeat an earlier row's text exactly ({why})")
+    if "exact_duplicates" not in pool_df.attrs:
+        # a frame not made by gotd.stages.inputs.prepare_pool, which says the duplicates of the frames it makes
+        note = pool_duplicates_note(result.n_exact_duplicates, len(pool_df), unit="rows")
+        if note and log is not None:
+            log(note)
     _check_pool_size(pool, pool_df, specs)
 
     if embed or any(spec.inputs == "embeddings" for spec in specs.values()):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gotd.data import count_exact_duplicates
 from gotd.errors import GotdInputError
 
 SCENARIOS = ("task", "partial")
@@ -151,7 +152,8 @@ def partial_scenario(data_dir: str | os.PathLike[str] = "data", *, common: tuple
 
     if not 0 < rare_share < 0.5:
         raise GotdInputError(f"rare_share={rare_share} must be in (0, 0.5): the rare domain must be rare")
-    full = assets.build_pool(data_dir, chunk_chars=chunk_chars) if pool is None else pool
+    # the full table's duplicates are not the testbed's: its own pool's count is in the report below
+    full = assets.build_pool(data_dir, chunk_chars=chunk_chars, warn_duplicates=False) if pool is None else pool
     missing = [d for d in (*common, rare) if d not in set(full["domain"])]
     if missing:
         raise GotdInputError(f"domains {missing} are not in the pool table (domains: {sorted(set(full['domain']))})")
@@ -180,6 +182,7 @@ def partial_scenario(data_dir: str | os.PathLike[str] = "data", *, common: tuple
     test = mix(tc_draw["test"], rare_draw["test"])
     report = {"scenario": "partial", "seed": seed, "chunk_chars": chunk_chars, "rare": rare, "rare_share": rare_share,
               "target_common": target_common, "common": list(common), "pool_table_chunks": len(full),
+              "pool_exact_duplicates": count_exact_duplicates(pool_df["text"].tolist()),
               "sizes": {"pool": n_pool, "pool_heldout": n_heldout, "target": n_target, "test": n_test},
               "pool_make_up": _make_up(pool_df), "target_make_up": _make_up(target), "test_make_up": _make_up(test),
               "subsample": "draw_by_document per domain group, seeds seed..seed+3"}
