@@ -31,18 +31,18 @@ run_dir: str = "reports/interactive/05b_testbed_warmup"  # folder for results.cs
 smoke: bool = False  # recorded only: the sizes come from the prepare stage
 prepared_dir: str = "reports/interactive/05a_testbed_prepare"  # run folder of 05a_testbed_prepare
 methods: list = ["gotd", "knn", "dsir", "random", "oracle"]  # selection methods and controls (random, oracle)
-budgets: list = [16384]  # token budgets (multiples of batch size x block size), every method at every budget
+budgets: list = [24576]  # token budgets (multiples of batch size x block size), every method at every budget
 seed: int = 0  # seed of the target sample, the selection (random methods), the warm-up order and the labels
-n_target: int = 800  # target sample drawn from the reservoir at this seed
+n_target: int = 600  # target sample drawn from the reservoir at this seed
 warmup_epochs: float = 1.0  # passes over the budget at the pre-training's final learning rate
-n_labels: int = 0  # labelled texts for the downstream fine-tuning (0: none; the task scenario's config sets it)
-clf_epochs: int = 3  # passes over the labels
+n_labels: int = 4000  # labelled texts for the downstream fine-tuning, task scenario only (0: none)
+clf_epochs: int = 2  # passes over the labels
 clf_lr: float = 1e-3  # learning rate of the whole model and the head
 clf_batch_size: int = 32  # labelled texts per step
-clf_max_tokens: int = 64  # tokens per labelled text (longer ones are cut; counted)
+clf_max_tokens: int = 48  # tokens per labelled text (longer ones are cut; counted)
 eval_split: str = "test"  # labelled split the downstream score is read on: dev (pilot) or test
 method_options: dict = {"dsir": {"min_length": 10}}  # options of single methods
-torch_threads: int = 0  # torch CPU threads, 0 for torch's default
+torch_threads: int = 1  # torch CPU threads, 0 for torch's default
 
 # %%
 import json
